@@ -1,0 +1,61 @@
+# pagestream: real-time page-event analytics on a Kafka-API broker.
+# Targets are thin: the logic lives in npm scripts and deploy/ scripts.
+
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+TOPIC ?= R1
+
+##@ General
+
+.PHONY: help
+help: ## Show this help
+	@awk 'BEGIN {FS = ":.*##"; printf "\nUsage:\n  make \033[36m<target>\033[0m\n"} /^[a-zA-Z_-]+:.*?##/ { printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2 } /^##@/ { printf "\n\033[1m%s\033[0m\n", substr($$0, 5) } ' $(MAKEFILE_LIST)
+
+##@ Run
+
+.PHONY: up
+up: deps build ## Run the whole system (broker + every role) and print the URLs
+	@deploy/local/broker.sh up
+	@deploy/local/run.sh up
+
+.PHONY: down
+down: ## Stop everything `make up` started
+	@deploy/local/run.sh down
+	@deploy/local/broker.sh down
+
+.PHONY: status
+status: ## Show which roles run and whether they are ready
+	@deploy/local/run.sh status
+
+.PHONY: logs
+logs: ## Follow the logs of the local roles (ROLE=producer for one)
+	@deploy/local/run.sh logs $(ROLE)
+
+.PHONY: broker
+broker: ## Start only the local broker on localhost:9092
+	@deploy/local/broker.sh up
+
+.PHONY: broker-down
+broker-down: ## Stop the local broker and delete its data
+	@deploy/local/broker.sh down
+
+##@ Develop
+
+.PHONY: deps
+deps: ## Install system packages and npm dependencies (idempotent)
+	@deploy/local/setup.sh system
+	@deploy/local/setup.sh node
+
+.PHONY: build
+build: deps ## Compile every TypeScript package
+	@npm run --silent build
+
+.PHONY: test
+test: build ## Run all tests against a real broker (installs what they need)
+	@deploy/local/setup.sh system --test
+	@deploy/local/broker.sh jars
+	@npm test
+
+.PHONY: clean
+clean: ## Remove build output
+	@npm run --silent clean

@@ -1,0 +1,98 @@
+import { randomUUID } from 'node:crypto'
+import { Type, type Static } from '@sinclair/typebox'
+import { TypeCompiler, type ValueError } from '@sinclair/typebox/compiler'
+
+const ISO_8601 = '^\\d{4}-\\d{2}-\\d{2}T\\d{2}:\\d{2}(:\\d{2}(\\.\\d{1,9})?)?(Z|[+-]\\d{2}:?\\d{2})$'
+const LATEST_EPOCH_MS = 8_640_000_000_000_000
+
+const PageName = Type.String({ minLength: 1, maxLength: 256, description: 'page name, 1 to 256 characters' })
+const UserName = Type.String({ minLength: 1, maxLength: 256, description: 'user name, 1 to 256 characters' })
+const Duration = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a non-negative integer of milliseconds' })
+
+/** The lab's PageEvent as it travels on the topics: `date` is always ISO 8601 in UTC. */
+export const PageEventSchema = Type.Object({
+  name: PageName,
+  user: UserName,
+  date: Type.String({ pattern: ISO_8601, description: 'an ISO 8601 date-time' }),
+  duration: Duration,
+}, { $id: 'PageEvent', description: 'A page view: who saw which page, when, and for how long' })
+export type PageEvent = Static<typeof PageEventSchema>
+
+/** What clients may send: `date` as ISO 8601 or as epoch milliseconds (what Jackson writes for java.util.Date). */
+export const PageEventInputSchema = Type.Object({
+  name: PageName,
+  user: UserName,
+  date: Type.Union([
+    Type.String({ pattern: ISO_8601 }),
+    Type.Integer({ minimum: 0, maximum: LATEST_EPOCH_MS }),
+  ], { description: 'an ISO 8601 date-time or epoch milliseconds' }),
+  duration: Duration,
+}, { $id: 'PageEventInput' })
+export type PageEventInput = Static<typeof PageEventInputSchema>
+
+const inputCheck = TypeCompiler.Compile(PageEventInputSchema)
+
+export class InvalidPageEventError extends Error {
+  constructor (readonly field: string, reason: string) {
+    super(field === '' ? reason : `${field}: ${reason}`)
+    this.name = 'InvalidPageEventError'
+  }
+}
+
+function describe (error: ValueError): InvalidPageEventError {
+  const field = error.path.replace(/^\//, '').replaceAll('/', '.')
+  const expected = error.schema.description
+  const got = error.value === undefined ? 'missing' : `got ${JSON.stringify(error.value)}`
+  if (error.value === undefined) return new InvalidPageEventError(field, `is required (${expected ?? error.message})`)
+  return new InvalidPageEventError(field, `must be ${expected ?? error.message.toLowerCase()} (${got})`)
+}
+
+/**
+ * Validates a PageEvent from any source and normalises `date` to ISO 8601 UTC.
+ * Unknown properties are dropped (tolerant reader), so a newer writer does not break us.
+ */
+export function parsePageEvent (input: unknown): PageEvent {
+  if (typeof input !== 'object' || input === null || Array.isArray(input)) {
+    throw new InvalidPageEventError('', 'a PageEvent must be a JSON object')
+  }
+  if (!inputCheck.Check(input)) {
+    const first = inputCheck.Errors(input).First()
+    throw first === undefined ? new InvalidPageEventError('', 'not a PageEvent') : describe(first)
+  }
+  const epochMs = typeof input.date === 'number' ? input.date : Date.parse(input.date)
+  if (!Number.isFinite(epochMs) || epochMs > LATEST_EPOCH_MS) {
+    throw new InvalidPageEventError('date', `must be a real calendar date-time (got ${JSON.stringify(input.date)})`)
+  }
+  return { name: input.name, user: input.user, date: new Date(epochMs).toISOString(), duration: input.duration }
+}
+
+/** Epoch milliseconds of an event's `date`: the event time that analytics windows on. */
+export function eventTime (event: PageEvent): number {
+  return Date.parse(event.date)
+}
+
+export function encodePageEvent (event: PageEvent): Buffer {
+  return Buffer.from(JSON.stringify({ name: event.name, user: event.user, date: event.date, duration: event.duration }))
+}
+
+export function decodePageEvent (value: Buffer | null): PageEvent {
+  if (value === null || value.length === 0) throw new InvalidPageEventError('', 'the record has no value')
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value.toString('utf8'))
+  } catch (err) {
+    throw new InvalidPageEventError('', `the value is not JSON (${(err as Error).message})`)
+  }
+  return parsePageEvent(parsed)
+}
+
+export const EVENT_ID_HEADER = 'event-id'
+
+/** The Kafka message for an event: keyed by page so a page stays on one partition. */
+export function pageEventMessage (event: PageEvent, eventId: string = randomUUID()) {
+  return {
+    key: event.name,
+    value: encodePageEvent(event),
+    headers: { 'content-type': 'application/json', [EVENT_ID_HEADER]: eventId },
+  }
+}

@@ -1,0 +1,40 @@
+import t from 'tap'
+import { Type } from '@sinclair/typebox'
+import { ConfigError, commonConfig, loadConfig } from '@pagestream/core'
+
+const schema = { ...commonConfig('test', 8099), BATCH_MAX: Type.Integer({ minimum: 1, default: 100, description: 'records per request' }) }
+
+t.test('defaults work with an empty environment', async (t) => {
+  const config = loadConfig(schema, {})
+  t.same(config.KAFKA_BROKERS, ['localhost:9092'])
+  t.equal(config.HTTP_PORT, 8099)
+  t.equal(config.BATCH_MAX, 100)
+  t.equal(config.KAFKA_CLIENT_ID, 'pagestream-test')
+})
+
+t.test('strings are converted and lists split', async (t) => {
+  const config = loadConfig(schema, { HTTP_PORT: '9000', KAFKA_BROKERS: 'a:9092, b:9093', LOG_LEVEL: 'debug' })
+  t.equal(config.HTTP_PORT, 9000)
+  t.same(config.KAFKA_BROKERS, ['a:9092', 'b:9093'])
+  t.equal(config.LOG_LEVEL, 'debug')
+})
+
+t.test('a bad value stops start-up naming the variable', async (t) => {
+  const error = t.throws(() => loadConfig(schema, { HTTP_PORT: 'eighty', BATCH_MAX: '0', LOG_LEVEL: 'loud' })) as ConfigError
+  t.type(error, ConfigError)
+  t.match(error.message, /HTTP_PORT: must be an integer >= 0 and <= 65535 \(got "eighty"\)/)
+  t.match(error.message, /BATCH_MAX: must be an integer >= 1/)
+  t.match(error.message, /LOG_LEVEL: must be one of fatal, error, warn, info, debug, trace, silent/)
+})
+
+t.test('SASL needs credentials, and secrets are never echoed', async (t) => {
+  const missing = t.throws(() => loadConfig(schema, { KAFKA_SECURITY_PROTOCOL: 'sasl_ssl', KAFKA_SASL_PASSWORD: 'hunter2' })) as ConfigError
+  t.match(missing.message, /KAFKA_SASL_USERNAME: required when KAFKA_SECURITY_PROTOCOL=sasl_ssl/)
+  t.notMatch(missing.message, /hunter2/)
+  const config = loadConfig(schema, { KAFKA_SECURITY_PROTOCOL: 'sasl_ssl', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'hunter2' })
+  t.equal(config.KAFKA_SASL_PASSWORD, 'hunter2')
+})
+
+t.test('a malformed broker list is refused', async (t) => {
+  t.throws(() => loadConfig(schema, { KAFKA_BROKERS: 'a:9092,,b' }), /KAFKA_BROKERS/)
+})

@@ -1,0 +1,58 @@
+import t from 'tap'
+import { InvalidPageEventError, decodePageEvent, encodePageEvent, eventTime, pageEventMessage, parsePageEvent } from '@pagestream/core'
+
+const valid = { name: 'blog', user: 'U2', date: '2023-09-30T22:40:16.975Z', duration: 7587 }
+
+t.test('an ISO 8601 event passes unchanged', async (t) => {
+  t.same(parsePageEvent(valid), valid)
+})
+
+t.test('epoch milliseconds become ISO 8601 in UTC', async (t) => {
+  const event = parsePageEvent({ ...valid, date: 1696113616975 })
+  t.equal(event.date, '2023-09-30T22:40:16.975Z')
+  t.equal(eventTime(event), 1696113616975)
+})
+
+t.test('offsets are normalised to UTC', async (t) => {
+  t.equal(parsePageEvent({ ...valid, date: '2023-10-01T00:40:16+02:00' }).date, '2023-09-30T22:40:16.000Z')
+})
+
+t.test('unknown properties are dropped, not refused', async (t) => {
+  t.same(parsePageEvent({ ...valid, referrer: 'x' }), valid)
+})
+
+const refusals: Array<[string, unknown, string, RegExp]> = [
+  ['a date that is not a date', { ...valid, date: 'yesterday' }, 'date', /ISO 8601 date-time or epoch milliseconds.*"yesterday"/],
+  ['an impossible calendar date', { ...valid, date: '2023-13-45T99:99:00Z' }, 'date', /real calendar date-time/],
+  ['a negative duration', { ...valid, duration: -1 }, 'duration', /non-negative integer/],
+  ['a fractional duration', { ...valid, duration: 1.5 }, 'duration', /non-negative integer/],
+  ['a missing user', { name: 'blog', date: valid.date, duration: 1 }, 'user', /required/],
+  ['an empty name', { ...valid, name: '' }, 'name', /page name/],
+  ['a string where a number belongs', { ...valid, duration: '12' }, 'duration', /non-negative integer/],
+  ['an array', [valid], '', /JSON object/],
+]
+for (const [what, input, field, message] of refusals) {
+  t.test(`refuses ${what}, naming the field`, async (t) => {
+    const error = t.throws(() => parsePageEvent(input)) as InvalidPageEventError
+    t.type(error, InvalidPageEventError)
+    t.equal(error.field, field)
+    t.match(error.message, message)
+    if (field !== '') t.match(error.message, new RegExp(`^${field}: `))
+  })
+}
+
+t.test('encode and decode round-trip through bytes', async (t) => {
+  t.same(decodePageEvent(encodePageEvent(valid)), valid)
+  t.throws(() => decodePageEvent(Buffer.from('{not json')), /not JSON/)
+  t.throws(() => decodePageEvent(null), /no value/)
+})
+
+t.test('the Kafka message is keyed by page with content type and a unique id', async (t) => {
+  const first = pageEventMessage(valid)
+  const second = pageEventMessage(valid)
+  t.equal(first.key, 'blog')
+  t.equal(first.headers['content-type'], 'application/json')
+  t.match(first.headers['event-id'], /^[0-9a-f-]{36}$/)
+  t.not(first.headers['event-id'], second.headers['event-id'])
+  t.same(JSON.parse(first.value.toString()), valid)
+})

@@ -1,0 +1,3 @@
+import { brokerDown } from './broker.mjs'
+
+brokerDown()

@@ -1,0 +1,3 @@
+import { brokerUp } from './broker.mjs'
+
+brokerUp()
