@@ -6,8 +6,8 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-const marker = join(root, '.tap', 'broker-started-by-tests')
 const env = { ...process.env, KAFKA_PORT: process.env.PAGESTREAM_TEST_KAFKA_PORT ?? '39092' }
+const marker = join(root, '.tap', `broker-started-by-tests-${env.KAFKA_PORT}`)
 const script = join(root, 'deploy', 'local', 'broker.sh')
 
 export function brokerUp () {
