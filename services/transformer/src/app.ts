@@ -1,0 +1,90 @@
+import { hostname } from 'node:os'
+import { Type, type Static, type StaticDecode, type TObject } from '@sinclair/typebox'
+import type { FastifyInstance } from 'fastify'
+import { type Role, commonConfig, deadLetterTopic } from '@pagestream/core'
+import { transformerMetrics } from './metrics.js'
+import { TransformProcessor } from './processor.js'
+
+const TopicName = (fallback: string, description: string) =>
+  Type.String({ pattern: '^[a-zA-Z0-9._-]{1,249}$', default: fallback, description })
+
+const config = {
+  ...commonConfig('transformer', 8084),
+  TRANSFORMER_INPUT_TOPIC: TopicName('R1', 'topic of PageEvents to transform'),
+  TRANSFORMER_OUTPUT_TOPIC: TopicName('R3', 'topic the transformed PageEvents are written to'),
+  TRANSFORMER_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-transformer', description: 'consumer group of the transformer replicas' }),
+  TRANSFORMER_INSTANCE_ID: Type.String({
+    pattern: '^[a-zA-Z0-9._-]{1,200}$',
+    default: hostname(),
+    description: 'stable name of this replica (transactional.id and group.instance.id are derived from it); a restart with the same name fences its predecessor',
+  }),
+  TRANSFORMER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 10_000, default: 500, description: 'most input records per transaction' }),
+}
+
+type TransformerConfig = StaticDecode<TObject<typeof config>>
+
+const Status = Type.Object({
+  inputTopic: Type.String(),
+  outputTopic: Type.String(),
+  deadLetterTopic: Type.String(),
+  groupId: Type.String(),
+  transactionalId: Type.String(),
+  assignment: Type.Union([Type.Array(Type.Integer()), Type.Null()], { description: 'partitions of the input topic owned now; null before the group was joined' }),
+  counts: Type.Object({
+    transformed: Type.Integer(),
+    deadLettered: Type.Integer(),
+    transactionsCommitted: Type.Integer(),
+    transactionsAborted: Type.Integer(),
+    producerReplacements: Type.Integer(),
+  }),
+  lastError: Type.Union([Type.String(), Type.Null()]),
+})
+type Status = Static<typeof Status>
+
+async function transformer (fastify: FastifyInstance, { config }: { config: TransformerConfig }) {
+  const deadLetters = deadLetterTopic(config.TRANSFORMER_INPUT_TOPIC)
+  // the input too, so the transformer can start before anything was published
+  await fastify.kafka.ensureTopics([{ topic: config.TRANSFORMER_INPUT_TOPIC }, { topic: config.TRANSFORMER_OUTPUT_TOPIC }, { topic: deadLetters }])
+
+  const processor = new TransformProcessor(fastify.kafka.client, {
+    inputTopic: config.TRANSFORMER_INPUT_TOPIC,
+    outputTopic: config.TRANSFORMER_OUTPUT_TOPIC,
+    deadLetterTopic: deadLetters,
+    groupId: config.TRANSFORMER_GROUP_ID,
+    instanceId: `${config.TRANSFORMER_GROUP_ID}-${config.TRANSFORMER_INSTANCE_ID}`,
+    batchSize: config.TRANSFORMER_BATCH_SIZE,
+  }, fastify.log.child({ component: 'transformer' }), transformerMetrics(fastify.metrics))
+  fastify.addHook('onClose', async () => {
+    await processor.stop()
+    fastify.log.info(processor.counts, 'transformer stopped')
+  })
+  await processor.start()
+
+  fastify.health.addCheck('consumer-group', () => {
+    const assignment = processor.assignment
+    return assignment === undefined
+      ? { ok: false, detail: `joining consumer group ${config.TRANSFORMER_GROUP_ID}` }
+      : { ok: true, detail: `${assignment.length} partition(s) of ${config.TRANSFORMER_INPUT_TOPIC} assigned` }
+  })
+  fastify.health.addCheck('transactions', () => processor.healthy
+    ? { ok: true }
+    : { ok: false, detail: `transactions failing: ${processor.lastError ?? 'producer not ready'}` })
+
+  fastify.get('/status', { schema: { response: { 200: Status } } }, async (): Promise<Status> => ({
+    inputTopic: config.TRANSFORMER_INPUT_TOPIC,
+    outputTopic: config.TRANSFORMER_OUTPUT_TOPIC,
+    deadLetterTopic: deadLetters,
+    groupId: config.TRANSFORMER_GROUP_ID,
+    transactionalId: processor.transactionalId,
+    assignment: processor.assignment?.map((p) => p.partition).sort((a, b) => a - b) ?? null,
+    counts: { ...processor.counts },
+    lastError: processor.lastError ?? null,
+  }))
+}
+
+export const role = {
+  name: 'transformer',
+  description: "the lab's function: R1 -> R3 with duration doubled and name and user upper-cased, exactly once",
+  config,
+  app: transformer,
+} satisfies Role<typeof config>

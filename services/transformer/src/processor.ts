@@ -1,0 +1,200 @@
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import type { FastifyBaseLogger } from 'fastify'
+import type { KafkaJS } from '@confluentinc/kafka-javascript'
+import { type Consumer, type KafkaClient, type Producer, consumerProperties, producerProperties } from '@pagestream/core'
+import { transformBatch } from './transform.js'
+
+export interface ProcessorSettings {
+  inputTopic: string
+  outputTopic: string
+  deadLetterTopic: string
+  groupId: string
+  /** transactional.id and group.instance.id: stable per instance, so a restart fences its zombie. */
+  instanceId: string
+  /** Most input records one transaction carries. */
+  batchSize: number
+}
+
+/** What a transaction did, for metrics. */
+export interface ProcessorObserver {
+  committed(result: { transformed: number, deadLettered: number, seconds: number }): void
+  aborted(): void
+  producerReplaced(): void
+}
+
+export interface ProcessorCounts {
+  transformed: number
+  deadLettered: number
+  transactionsCommitted: number
+  transactionsAborted: number
+  producerReplacements: number
+}
+
+/** Failed transactions in a row after which the role stops calling itself ready. */
+const FAILURES_BEFORE_UNREADY = 3
+const COMMITTED_OFFSET_TIMEOUT_MS = 5_000
+
+/**
+ * Consume-transform-produce, exactly once: each batch the consumer hands over (one partition,
+ * at most `batchSize` records) becomes one Kafka transaction holding the transformed records,
+ * the dead letters and the input offset. A failed transaction is aborted and the partition is
+ * rewound to the offset the group has committed, so nothing is skipped and nothing is doubled.
+ */
+export class TransformProcessor {
+  readonly counts: ProcessorCounts = { transformed: 0, deadLettered: 0, transactionsCommitted: 0, transactionsAborted: 0, producerReplacements: 0 }
+  #producer: Producer | undefined
+  #producerReady = false
+  #consumer: Consumer | undefined
+  #assignment: KafkaJS.TopicPartition[] | undefined
+  #consecutiveFailures = 0
+  #lastError: string | undefined
+  #closing = false
+
+  constructor (
+    private readonly client: KafkaClient,
+    private readonly settings: ProcessorSettings,
+    private readonly log: FastifyBaseLogger,
+    private readonly observer: ProcessorObserver,
+  ) {}
+
+  get transactionalId (): string { return this.settings.instanceId }
+  /** Partitions owned now; undefined until the consumer first joined its group. */
+  get assignment (): KafkaJS.TopicPartition[] | undefined { return this.#assignment }
+  get lastError (): string | undefined { return this.#lastError }
+  get healthy (): boolean { return this.#producerReady && this.#consecutiveFailures < FAILURES_BEFORE_UNREADY }
+
+  /** Producer first: initialising transactions aborts whatever a killed predecessor left open. */
+  async start (): Promise<void> {
+    this.#producer = await this.#connectProducer()
+    this.#producerReady = true
+    const consumer = this.client.consumer({
+      ...consumerProperties({
+        groupId: this.settings.groupId,
+        readCommitted: true,
+        rebalance: (kind, partitions) => {
+          this.#assignment = kind === 'assign' ? partitions.map(({ topic, partition }) => ({ topic, partition })) : []
+          this.log.info({ kind, partitions: partitions.map((p) => p.partition) }, 'partitions rebalanced')
+        },
+      }),
+      // static membership: a restarted instance takes its partitions back without waiting for a rebalance
+      'group.instance.id': this.settings.instanceId,
+      'js.consumer.max.batch.size': this.settings.batchSize,
+    })
+    this.#consumer = consumer
+    await consumer.connect()
+    await consumer.subscribe({ topics: [this.settings.inputTopic] })
+    await consumer.run({ eachBatch: (payload) => this.#transact(payload.batch) })
+  }
+
+  /** Lets the batch in flight finish its transaction, then closes the consumer and the producer. */
+  async stop (): Promise<void> {
+    this.#closing = true
+    await this.#consumer?.disconnect()
+    const producer = this.#producer
+    this.#producerReady = false
+    if (producer === undefined) return
+    if (producer.isActive()) await producer.abort().catch((err: Error) => this.log.warn({ err }, 'abort on close failed'))
+    await producer.disconnect()
+  }
+
+  async #connectProducer (): Promise<Producer> {
+    const producer = this.client.producer(producerProperties({ transactionalId: this.settings.instanceId }))
+    await producer.connect()
+    return producer
+  }
+
+  async #transact (batch: KafkaJS.Batch): Promise<void> {
+    const { topic, partition, messages } = batch
+    const producer = this.#producer
+    const consumer = this.#consumer
+    if (producer === undefined || consumer === undefined || messages.length === 0) return
+    const work = transformBatch(topic, partition, messages)
+    const started = performance.now()
+    try {
+      await producer.transaction()
+      const topicMessages = [
+        { topic: this.settings.outputTopic, messages: work.outputs },
+        { topic: this.settings.deadLetterTopic, messages: work.deadLetters },
+      ].filter((entry) => entry.messages.length > 0)
+      await producer.sendBatch({ topicMessages })
+      await producer.sendOffsets({ consumer, topics: [{ topic, partitions: [{ partition, offset: work.nextOffset }] }] })
+      await producer.commit()
+    } catch (err) {
+      await this.#recover(batch, err as Error)
+      return
+    }
+    this.#consecutiveFailures = 0
+    this.counts.transformed += work.outputs.length
+    this.counts.deadLettered += work.deadLetters.length
+    this.counts.transactionsCommitted += 1
+    this.observer.committed({ transformed: work.outputs.length, deadLettered: work.deadLetters.length, seconds: (performance.now() - started) / 1000 })
+  }
+
+  /**
+   * Aborts (or, when the producer is no longer usable, replaces it, which also settles a
+   * transaction whose commit outcome is unknown), then rewinds the partition to the committed
+   * offset: asking the group, not assuming, because a commit that reported a timeout may have landed.
+   */
+  async #recover (batch: KafkaJS.Batch, err: Error): Promise<void> {
+    const { topic, partition } = batch
+    this.#consecutiveFailures += 1
+    this.#lastError = err.message
+    this.counts.transactionsAborted += 1
+    this.observer.aborted()
+    this.log.warn({ err, topic, partition, firstOffset: batch.firstOffset(), records: batch.messages.length }, 'transaction failed; aborting and rewinding to the committed offset')
+    await this.#abortOrReplaceProducer()
+    const offset = await this.#committedOffset(topic, partition, batch.firstOffset() ?? '0')
+    if (offset !== undefined) this.#consumer?.seek({ topic, partition, offset })
+    await this.#backoff()
+  }
+
+  async #abortOrReplaceProducer (): Promise<void> {
+    const producer = this.#producer
+    if (producer === undefined) return
+    if (producer.isActive()) {
+      try {
+        await producer.abort()
+        return
+      } catch (err) {
+        this.log.warn({ err }, 'abort failed; replacing the producer')
+      }
+    }
+    this.#producerReady = false
+    await producer.disconnect().catch(() => {})
+    while (!this.#closing) {
+      try {
+        this.#producer = await this.#connectProducer()
+        this.#producerReady = true
+        this.counts.producerReplacements += 1
+        this.observer.producerReplaced()
+        return
+      } catch (err) {
+        this.#lastError = (err as Error).message
+        this.log.warn({ err }, 'could not open a new transactional producer; retrying')
+        await this.#backoff()
+      }
+    }
+  }
+
+  async #committedOffset (topic: string, partition: number, fallback: string): Promise<string | undefined> {
+    while (!this.#closing && this.#consumer !== undefined) {
+      try {
+        const [committed] = await this.#consumer.committed([{ topic, partition }], COMMITTED_OFFSET_TIMEOUT_MS)
+        const offset = committed?.offset
+        // no committed offset yet: every earlier batch of this partition failed too, so start where this one did
+        return offset === undefined || BigInt(offset) < 0n ? fallback : offset
+      } catch (err) {
+        this.#lastError = (err as Error).message
+        this.log.warn({ err, topic, partition }, 'could not read the committed offset; retrying')
+        await this.#backoff()
+      }
+    }
+    return undefined
+  }
+
+  async #backoff (): Promise<void> {
+    if (this.#closing) return
+    await sleep(Math.min(100 * 2 ** Math.min(this.#consecutiveFailures, 6), 5_000))
+  }
+}
