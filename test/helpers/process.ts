@@ -67,11 +67,13 @@ export async function startRole (t: Teardown, role: string, env: Record<string, 
     }
   })
   if (options.waitReady !== false) {
-    await waitFor(`${role} to be ready on ${running.url}`, async () => {
-      if (child.exitCode !== null) throw new Error(`${role} exited with ${child.exitCode}: ${output.slice(-5).join('\n')}`)
+    const ready = waitFor(`${role} to be ready on ${running.url}`, async () => {
       const response = await fetch(`${running.url}/health/ready`).catch(() => undefined)
       return response?.status === 200
     }, options.readyTimeoutMs ?? 30_000, 100)
+    const died = exited.then((code) => { throw new Error(`${role} exited with ${code} before it was ready:\n${output.slice(-8).join('\n')}`) })
+    await Promise.race([ready, died])
+    died.catch(() => {})
   }
   return running
 }

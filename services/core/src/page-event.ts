@@ -15,7 +15,7 @@ export const PageEventSchema = Type.Object({
   user: UserName,
   date: Type.String({ pattern: ISO_8601, description: 'an ISO 8601 date-time' }),
   duration: Duration,
-}, { $id: 'PageEvent', description: 'A page view: who saw which page, when, and for how long' })
+}, { description: 'A page view: who saw which page, when, and for how long' })
 export type PageEvent = Static<typeof PageEventSchema>
 
 /** What clients may send: `date` as ISO 8601 or as epoch milliseconds (what Jackson writes for java.util.Date). */
@@ -27,7 +27,7 @@ export const PageEventInputSchema = Type.Object({
     Type.Integer({ minimum: 0, maximum: LATEST_EPOCH_MS }),
   ], { description: 'an ISO 8601 date-time or epoch milliseconds' }),
   duration: Duration,
-}, { $id: 'PageEventInput' })
+})
 export type PageEventInput = Static<typeof PageEventInputSchema>
 
 const inputCheck = TypeCompiler.Compile(PageEventInputSchema)

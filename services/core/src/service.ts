@@ -1,8 +1,8 @@
 import type { TProperties } from '@sinclair/typebox'
 import type { StaticDecode, TObject } from '@sinclair/typebox'
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import closeWithGrace from 'close-with-grace'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import type { FastifySchemaValidationError } from 'fastify/types/schema.js'
 import { type CommonConfig, ConfigError, loadConfig } from './config.js'
 import { healthPlugin } from './health.js'
 import { HttpError } from './http-error.js'
@@ -10,7 +10,6 @@ import { kafkaPlugin } from './kafka-plugin.js'
 import { loggerOptions } from './logger.js'
 import { metricsPlugin } from './metrics.js'
 
-export type ServiceInstance = FastifyInstance & { withTypeProvider: FastifyInstance['withTypeProvider'] }
 
 /** What a role is: its name, its config schema and its Fastify plugin. */
 export interface Role<P extends TProperties> {
@@ -34,18 +33,19 @@ export async function createService<P extends TProperties> (
     connectionTimeout: 10_000,
     // SSE connections stay open; closing the server must not wait for them forever
     forceCloseConnections: true,
-    schemaErrorFormatter: (errors, dataVar) => {
-      const first = errors[0]
-      const field = `${dataVar}${(first?.instancePath ?? '').replaceAll('/', '.')}`
-      return new Error(`${field} ${first?.message ?? 'is invalid'}`)
-    },
-  }).withTypeProvider<TypeBoxTypeProvider>()
+    ajv: { customOptions: { verbose: true } },
+    schemaErrorFormatter: validationMessage,
+  })
 
   fastify.setErrorHandler((error: FastifyError | HttpError, request, reply) => {
     const status = error.statusCode ?? 500
     if (error instanceof HttpError) {
       if (status >= 500) request.log.warn({ err: error }, 'request refused')
       return reply.code(status).headers(error.headers).send({ statusCode: status, error: reasonPhrase(status), message: error.message })
+    }
+    if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
+      const type = request.headers['content-type'] ?? 'none'
+      return reply.code(415).send({ statusCode: 415, error: reasonPhrase(415), message: `content-type ${type} is not supported; send application/json` })
     }
     if (status >= 500) {
       request.log.error({ err: error }, 'request failed')
@@ -62,6 +62,29 @@ export async function createService<P extends TProperties> (
   await fastify.register(kafkaPlugin, { config })
   await fastify.register(role.app, { config })
   return fastify
+}
+
+type AjvError = FastifySchemaValidationError & { parentSchema?: { description?: string }, data?: unknown }
+
+/** "body.date must be an ISO 8601 date-time or epoch milliseconds (got "x")": the field, what it takes, what came. */
+function validationMessage (validationErrors: FastifySchemaValidationError[], dataVar: string): Error {
+  const errors = validationErrors as AjvError[]
+  const first = errors[0]
+  if (first === undefined) return new Error(`${dataVar} is invalid`)
+  // in a union every branch reports; the deepest path is where the data really went wrong
+  const depth = (e: AjvError) => e.instancePath.split('/').length
+  const deepest = errors.reduce((a, b) => depth(b) > depth(a) ? b : a, first)
+  const sameField = errors.filter((e) => e.instancePath === deepest.instancePath)
+  const field = `${dataVar}${deepest.instancePath.replaceAll('/', '.')}`
+  const missing = sameField.find((e) => e.keyword === 'required')
+  if (missing !== undefined) return new Error(`${field}.${String(missing.params.missingProperty)} is required`)
+  const described = (e: AjvError) => e.parentSchema?.description !== undefined
+  // a specific failure (too many items, below minimum) beats "matches no branch of the union"
+  const chosen = sameField.find((e) => described(e) && !['type', 'anyOf', 'oneOf'].includes(e.keyword)) ??
+    [...sameField].reverse().find(described)
+  if (chosen === undefined) return new Error(`${field} ${deepest.message ?? 'is invalid'}`)
+  const got = typeof chosen.data === 'object' && chosen.data !== null ? '' : ` (got ${JSON.stringify(chosen.data)})`
+  return new Error(`${field} must be ${chosen.parentSchema?.description}${got}`)
 }
 
 const REASONS: Record<number, string> = {

@@ -1,0 +1,49 @@
+import rateLimit from '@fastify/rate-limit'
+import { Type } from '@sinclair/typebox'
+import { CsvList, HttpError, InvalidPageEventError, type Role, commonConfig, producerProperties } from '@pagestream/core'
+import { Publisher } from './publisher.js'
+import { publishRoutes } from './routes.js'
+import { TopicPolicy } from './topic-policy.js'
+
+const config = {
+  ...commonConfig('producer', 8081),
+  PRODUCER_TOPICS: CsvList({ default: 'R1,R2', description: 'topics HTTP clients may publish to (created at start-up)' }),
+  PRODUCER_USERS: CsvList({ default: 'U1,U2', description: 'users GET /publish picks from at random' }),
+  PUBLISH_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5_000, description: 'longest wait for the broker to acknowledge, then 503' }),
+  EVENTS_MAX_BATCH: Type.Integer({ minimum: 1, default: 500, description: 'most events in one POST /events request' }),
+  BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576, description: 'largest request body, then 413' }),
+  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 1_200, description: 'publish requests per client address and window, then 429' }),
+  RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1_000, default: 60_000, description: 'rate-limit window' }),
+}
+
+export const role: Role<typeof config> = {
+  name: 'producer',
+  description: 'publishes PageEvents from HTTP (GET /publish/:topic/:name, POST /events/:topic)',
+  config,
+  app: async (fastify, { config }) => {
+    const policy = new TopicPolicy(config.PRODUCER_TOPICS)
+    await fastify.kafka.ensureTopics(policy.topics.map((topic) => ({ topic })))
+
+    const producer = fastify.kafka.client.producer(producerProperties({ deliveryTimeoutMs: config.PUBLISH_TIMEOUT_MS }))
+    await producer.connect()
+    fastify.addHook('onClose', async () => {
+      await producer.flush({ timeout: config.PUBLISH_TIMEOUT_MS }).catch((err: Error) => fastify.log.warn({ err }, 'flush on close failed'))
+      await producer.disconnect()
+    })
+
+    fastify.setErrorHandler((error, request, reply) => {
+      if (error instanceof InvalidPageEventError) throw new HttpError(400, `body.${error.message}`)
+      throw error
+    })
+    await fastify.register(async (publishing) => {
+      await publishing.register(rateLimit, { max: config.RATE_LIMIT_MAX, timeWindow: config.RATE_LIMIT_WINDOW_MS })
+      await publishing.register(publishRoutes, {
+        policy,
+        publisher: new Publisher(producer, fastify.kafka, fastify.metrics),
+        users: config.PRODUCER_USERS,
+        maxBatch: config.EVENTS_MAX_BATCH,
+        bodyLimit: config.BODY_LIMIT_BYTES,
+      })
+    })
+  },
+}

@@ -1,0 +1,46 @@
+import { randomUUID } from 'node:crypto'
+import { HttpError, type KafkaContext, type PageEvent, type Producer, pageEventMessage } from '@pagestream/core'
+import { Counter, type Registry } from 'prom-client'
+
+export interface PublishedEvent { eventId: string, partition: number, offset: string }
+
+const RETRY_AFTER_SECONDS = '5'
+
+/**
+ * Publishes events and answers only once the broker acknowledged every one of them (acks=all,
+ * idempotent). When the brokers do not answer it fails fast with 503 and Retry-After.
+ */
+export class Publisher {
+  readonly #published: Counter<'topic'>
+  readonly #refused: Counter<'topic' | 'reason'>
+
+  constructor (private readonly producer: Producer, private readonly kafka: KafkaContext, metrics: Registry) {
+    this.#published = new Counter({ name: 'pagestream_events_published_total', help: 'events acknowledged by the broker', labelNames: ['topic'], registers: [metrics] })
+    this.#refused = new Counter({ name: 'pagestream_publish_failures_total', help: 'events the broker did not acknowledge', labelNames: ['topic', 'reason'], registers: [metrics] })
+  }
+
+  async publish (topic: string, events: PageEvent[]): Promise<PublishedEvent[]> {
+    if (!this.kafka.watch.reachable) {
+      this.#refused.inc({ topic, reason: 'brokers-unreachable' }, events.length)
+      throw new HttpError(503, 'the Kafka brokers are unreachable; nothing was written, retry later', { 'retry-after': RETRY_AFTER_SECONDS })
+    }
+    // one send per event: the client reports offsets per partition, and we promise them per record
+    const outcomes = await Promise.allSettled(events.map(async (event) => {
+      const eventId = randomUUID()
+      const [metadata] = await this.producer.send({ topic, messages: [pageEventMessage(event, eventId)] })
+      if (metadata === undefined || metadata.errorCode !== 0) throw new Error(`broker error ${metadata?.errorCode ?? 'unknown'}`)
+      return { eventId, partition: metadata.partition, offset: metadata.baseOffset ?? String(metadata.offset) }
+    }))
+    const failed = outcomes.filter((o) => o.status === 'rejected')
+    if (failed.length > 0) {
+      this.#refused.inc({ topic, reason: 'not-acknowledged' }, failed.length)
+      const acknowledged = outcomes.length - failed.length
+      const cause = (failed[0] as PromiseRejectedResult).reason as Error
+      throw new HttpError(503,
+        `the broker did not acknowledge ${failed.length} of ${outcomes.length} events (${cause.message}); ${acknowledged} were written, retry later`,
+        { 'retry-after': RETRY_AFTER_SECONDS })
+    }
+    this.#published.inc({ topic }, events.length)
+    return outcomes.map((o) => (o as PromiseFulfilledResult<PublishedEvent>).value)
+  }
+}

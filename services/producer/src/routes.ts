@@ -1,0 +1,61 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { ErrorResponse, PageEventInputSchema, PageEventSchema, parsePageEvent, randomPageEvent } from '@pagestream/core'
+import type { FastifyPluginAsync } from 'fastify'
+import type { Publisher } from './publisher.js'
+import type { TopicPolicy } from './topic-policy.js'
+
+export interface PublishRoutesOptions {
+  policy: TopicPolicy
+  publisher: Publisher
+  users: readonly string[]
+  maxBatch: number
+  bodyLimit: number
+}
+
+const TopicParam = Type.String({ description: 'topic to publish to; must be on the allow-list' })
+const Published = Type.Object({
+  eventId: Type.String(),
+  partition: Type.Integer(),
+  offset: Type.String(),
+})
+const errors = { 400: ErrorResponse, 403: ErrorResponse, 413: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
+
+/** Where events enter pagestream over HTTP. */
+export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (base, options) => {
+  const fastify = base.withTypeProvider<TypeBoxTypeProvider>()
+  const { policy, publisher } = options
+
+  fastify.addHook('preValidation', async (request) => {
+    policy.check((request.params as { topic: string }).topic)
+  })
+
+  // The lab's endpoint: a random user and duration for the page named in the path.
+  fastify.get('/publish/:topic/:name', {
+    schema: {
+      params: Type.Object({ topic: TopicParam, name: Type.String({ minLength: 1, maxLength: 256, description: 'page name' }) }),
+      response: { 200: PageEventSchema, ...errors },
+    },
+  }, async (request) => {
+    const event = randomPageEvent({ pages: [request.params.name], users: options.users })
+    await publisher.publish(request.params.topic, [event])
+    return event
+  })
+
+  fastify.post('/events/:topic', {
+    bodyLimit: options.bodyLimit,
+    schema: {
+      params: Type.Object({ topic: TopicParam }),
+      body: Type.Union([
+        PageEventInputSchema,
+        Type.Array(PageEventInputSchema, { minItems: 1, maxItems: options.maxBatch, description: `1 to ${options.maxBatch} PageEvents` }),
+      ], { description: 'a PageEvent or an array of them' }),
+      response: { 200: Type.Object({ topic: Type.String(), results: Type.Array(Published) }), ...errors },
+    },
+  }, async (request) => {
+    const inputs = Array.isArray(request.body) ? request.body : [request.body]
+    const events = inputs.map((input) => parsePageEvent(input))
+    const results = await publisher.publish(request.params.topic, events)
+    return { topic: request.params.topic, results }
+  })
+}
