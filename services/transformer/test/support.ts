@@ -1,0 +1,89 @@
+import type { PageEvent } from '@pagestream/core'
+import { type ReadRecord, createTopics, deleteTopics, uniqueName } from '../../../test/helpers/kafka.js'
+import { type RunningRole, startRole } from '../../../test/helpers/process.js'
+
+interface Teardown { teardown(fn: () => unknown): void }
+
+export interface Pipeline { input: string, output: string, deadLetters: string, group: string }
+
+/** Fresh topics (input with 3 partitions, as in production) and a fresh consumer group. */
+export async function pipeline (t: Teardown, name: string): Promise<Pipeline> {
+  const input = uniqueName(`${name}-in`)
+  const output = uniqueName(`${name}-out`)
+  await createTopics(t, [input], 3)
+  // the role creates these two at start-up; they are ours to delete
+  t.teardown(() => deleteTopics([output, `${input}.dlq`]))
+  return { input, output, deadLetters: `${input}.dlq`, group: uniqueName(`${name}-group`) }
+}
+
+export function startTransformer (t: Teardown, topics: Pipeline, instance: string, env: Record<string, string> = {}): Promise<RunningRole> {
+  return startRole(t, 'transformer', {
+    TRANSFORMER_INPUT_TOPIC: topics.input,
+    TRANSFORMER_OUTPUT_TOPIC: topics.output,
+    TRANSFORMER_GROUP_ID: topics.group,
+    TRANSFORMER_INSTANCE_ID: instance,
+    LOG_LEVEL: 'warn',
+    ...env,
+  })
+}
+
+export interface TransformerStatus {
+  assignment: number[] | null
+  counts: { transformed: number, deadLettered: number, transactionsCommitted: number, transactionsAborted: number, producerReplacements: number }
+  lastError: string | null
+}
+
+export async function status (role: RunningRole): Promise<TransformerStatus> {
+  const response = await fetch(`${role.url}/status`)
+  if (response.status !== 200) throw new Error(`/status answered ${response.status}`)
+  return await response.json() as TransformerStatus
+}
+
+const PAGES = ['blog', 'shop', 'home', 'straße']
+
+export interface InputEvent { id: string, event: PageEvent }
+
+/** `count` distinct events whose ids say where they belong; pages repeat so keys share partitions. */
+export function inputEvents (count: number, prefix: string): InputEvent[] {
+  return Array.from({ length: count }, (_, i) => ({
+    id: `${prefix}-${i}`,
+    event: { name: PAGES[i % PAGES.length]!, user: `u${i % 7}`, date: new Date(1_700_000_000_000 + i).toISOString(), duration: i },
+  }))
+}
+
+export function asRecords (events: InputEvent[]) {
+  return events.map(({ id, event }) => ({
+    key: event.name,
+    value: JSON.stringify(event),
+    headers: { 'content-type': 'application/json', 'event-id': id },
+  }))
+}
+
+export function expectedOutput (event: PageEvent): PageEvent {
+  return { name: event.name.toUpperCase(), user: event.user.toUpperCase(), date: event.date, duration: event.duration * 2 }
+}
+
+/**
+ * Compares what the output topic holds with the inputs, one by one: every input exactly once,
+ * transformed, keyed by its new name; no duplicates, nothing missing, nothing foreign.
+ */
+export function exactlyOnceReport (inputs: InputEvent[], outputs: ReadRecord[]) {
+  const expected = new Map(inputs.map(({ id, event }) => [id, expectedOutput(event)]))
+  const seen = new Map<string, number>()
+  const wrong: string[] = []
+  for (const record of outputs) {
+    const id = record.headers['event-id'] ?? '(no id)'
+    seen.set(id, (seen.get(id) ?? 0) + 1)
+    const want = expected.get(id)
+    if (want === undefined) { wrong.push(`${id}: not an input`); continue }
+    if (record.key !== want.name) wrong.push(`${id}: key ${record.key}`)
+    if (record.headers['content-type'] !== 'application/json') wrong.push(`${id}: content-type ${record.headers['content-type']}`)
+    if (record.value !== JSON.stringify(want)) wrong.push(`${id}: value ${record.value}`)
+  }
+  return {
+    count: outputs.length,
+    duplicates: [...seen].filter(([, n]) => n > 1).map(([id]) => id),
+    missing: inputs.map(({ id }) => id).filter((id) => !seen.has(id)),
+    wrong,
+  }
+}
