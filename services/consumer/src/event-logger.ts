@@ -1,0 +1,60 @@
+import { type Consumer, InvalidPageEventError, type KafkaMessage, type Producer, deadLetterMessage, deadLetterTopic, decodePageEvent } from '@pagestream/core'
+import type { FastifyBaseLogger } from 'fastify'
+import { Counter, type Registry } from 'prom-client'
+
+export interface EventLoggerStats { logged: number, deadLettered: number }
+
+/**
+ * The lab's consumer: every PageEvent of the topic becomes one structured log line. Poison
+ * records go to the dead-letter topic; a batch's offsets are committed only after its
+ * dead letters were acknowledged, so nothing is skipped silently.
+ */
+export class EventLogger {
+  readonly stats: EventLoggerStats = { logged: 0, deadLettered: 0 }
+  readonly #logged: Counter
+  readonly #deadLettered: Counter
+
+  constructor (
+    private readonly consumer: Consumer,
+    private readonly dlqProducer: Producer,
+    private readonly log: FastifyBaseLogger,
+    metrics: Registry,
+  ) {
+    this.#logged = new Counter({ name: 'pagestream_events_logged_total', help: 'page events logged', registers: [metrics] })
+    this.#deadLettered = new Counter({ name: 'pagestream_events_dead_lettered_total', help: 'malformed records sent to the dead-letter topic', registers: [metrics] })
+  }
+
+  async run (topic: string): Promise<void> {
+    await this.consumer.subscribe({ topics: [topic] })
+    await this.consumer.run({
+      eachBatch: async ({ batch }) => {
+        const deadLetters: Array<Promise<unknown>> = []
+        for (const message of batch.messages) {
+          const poison = this.#handle(batch.topic, batch.partition, message)
+          if (poison !== undefined) deadLetters.push(poison)
+        }
+        await Promise.all(deadLetters)
+        const last = batch.messages.at(-1)
+        if (last !== undefined) {
+          await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: String(Number(last.offset) + 1) }])
+        }
+      },
+    })
+  }
+
+  #handle (topic: string, partition: number, message: KafkaMessage): Promise<unknown> | undefined {
+    try {
+      const event = decodePageEvent(message.value)
+      this.log.info({ topic, partition, offset: message.offset, event }, 'page event')
+      this.stats.logged++
+      this.#logged.inc()
+      return undefined
+    } catch (err) {
+      if (!(err instanceof InvalidPageEventError)) throw err
+      this.log.warn({ topic, partition, offset: message.offset, reason: err.message }, 'malformed record sent to the dead-letter topic')
+      this.stats.deadLettered++
+      this.#deadLettered.inc()
+      return this.dlqProducer.send({ topic: deadLetterTopic(topic), messages: [deadLetterMessage({ topic, partition, message }, err)] })
+    }
+  }
+}

@@ -1,0 +1,46 @@
+import t from 'tap'
+import { deleteTopics, readTopic, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
+import { startRole } from '../../../test/helpers/process.js'
+import { waitFor } from '../../../test/helpers/wait.js'
+
+const valid = (n: number) => JSON.stringify({ name: `page-${n}`, user: `U${n}`, date: '2024-05-01T10:00:00.000Z', duration: n })
+const loggedEvents = (logs: Array<Record<string, unknown>>) => logs.filter((l) => l.msg === 'page event').map((l) => l.event as { name: string })
+
+t.test('logs every valid event, dead-letters the malformed ones with their reason, keeps running', async (t) => {
+  const topic = uniqueName('cons-r1')
+  const group = uniqueName('cons-group')
+  t.teardown(() => deleteTopics([topic, `${topic}.dlq`]))
+  const consumer = await startRole(t, 'consumer', { CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: group, KAFKA_TOPIC_PARTITIONS: '1' })
+
+  await writeRecords(topic, [
+    { key: 'page-1', value: valid(1) },
+    { key: 'x', value: '{not json' },
+    { key: 'page-2', value: valid(2) },
+    { key: 'x', value: JSON.stringify({ name: 'x', date: '2024-05-01T10:00:00Z', duration: 1 }) },
+    { key: 'page-3', value: valid(3) },
+    { key: 'x', value: JSON.stringify({ name: 'x', user: 'U', date: 'soon', duration: 1 }) },
+    { key: 'page-4', value: valid(4) },
+  ])
+  await waitFor('4 events logged', () => loggedEvents(consumer.logs()).length === 4)
+  t.same(loggedEvents(consumer.logs()).map((e) => e.name), ['page-1', 'page-2', 'page-3', 'page-4'], 'in order, every valid one')
+
+  const dead = await readTopic(`${topic}.dlq`, { count: 3 })
+  t.equal(dead.length, 3)
+  t.same(dead.map((d) => d.headers['dlq-source-offset']), ['1', '3', '5'])
+  t.ok(dead.every((d) => d.headers['dlq-source-topic'] === topic && d.headers['dlq-source-partition'] === '0'))
+  t.match(dead[0]?.headers['dlq-error'], /not JSON/)
+  t.match(dead[1]?.headers['dlq-error'], /^user: is required/)
+  t.match(dead[2]?.headers['dlq-error'], /^date: must be/)
+  t.equal(dead[0]?.value, '{not json', 'the poison record is kept as it was')
+
+  await writeRecords(topic, [{ key: 'page-5', value: valid(5) }])
+  await waitFor('the consumer to go on after poison', () => loggedEvents(consumer.logs()).length === 5)
+  const status = await (await fetch(`${consumer.url}/status`)).json() as Record<string, unknown>
+  t.match(status, { topic, group, logged: 5, deadLettered: 3, partitions: 1 })
+
+  t.equal(await consumer.stop('SIGTERM'), 0)
+  const restarted = await startRole(t, 'consumer', { CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: group })
+  await writeRecords(topic, [{ key: 'page-6', value: valid(6) }])
+  await waitFor('the new event after a restart', () => loggedEvents(restarted.logs()).length >= 1)
+  t.same(loggedEvents(restarted.logs()).map((e) => e.name), ['page-6'], 'committed offsets: nothing is logged twice after a restart')
+})

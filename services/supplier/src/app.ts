@@ -1,0 +1,47 @@
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Type } from '@sinclair/typebox'
+import { CsvList, type Role, commonConfig, producerProperties } from '@pagestream/core'
+import { SupplyLoop, labEventSource } from './supply-loop.js'
+
+const config = {
+  ...commonConfig('supplier', 8082),
+  SUPPLIER_TOPIC: Type.String({ minLength: 1, default: 'R2', description: 'topic the random events go to' }),
+  SUPPLIER_INTERVAL_MS: Type.Integer({ minimum: 1, default: 100, description: 'one event every this many milliseconds' }),
+  SUPPLIER_PAGES: CsvList({ default: 'P1,P2', description: 'pages to pick from (the lab dashboard plots P1 and P2)' }),
+  SUPPLIER_USERS: CsvList({ default: 'U1,U2', description: 'users to pick from' }),
+  SUPPLIER_MAX_DURATION_MS: Type.Integer({ minimum: 1, default: 10_000, description: 'durations are random below this' }),
+  SUPPLIER_AUTOSTART: Type.Boolean({ default: true, description: 'start supplying at start-up (else wait for POST /supplier/resume)' }),
+}
+
+const Status = Type.Object({ running: Type.Boolean(), intervalMs: Type.Integer(), sent: Type.Integer(), failed: Type.Integer() })
+
+export const role: Role<typeof config> = {
+  name: 'supplier',
+  description: 'sends a random PageEvent to a topic at a steady rate; pause, resume and re-rate over HTTP',
+  config,
+  app: async (base, { config }) => {
+    const fastify = base.withTypeProvider<TypeBoxTypeProvider>()
+    await fastify.kafka.ensureTopics([{ topic: config.SUPPLIER_TOPIC }])
+    const producer = fastify.kafka.client.producer(producerProperties({ lingerMs: 5 }))
+    await producer.connect()
+
+    const loop = new SupplyLoop(producer, config.SUPPLIER_TOPIC,
+      labEventSource(config.SUPPLIER_PAGES, config.SUPPLIER_USERS, config.SUPPLIER_MAX_DURATION_MS),
+      config.SUPPLIER_INTERVAL_MS, fastify.log.child({ component: 'supply-loop' }), fastify.metrics)
+    fastify.addHook('onReady', async () => { if (config.SUPPLIER_AUTOSTART) loop.resume() })
+    fastify.addHook('onClose', async () => {
+      await loop.stop()
+      await producer.disconnect()
+    })
+
+    fastify.get('/supplier', { schema: { response: { 200: Status } } }, async () => loop.status)
+    fastify.post('/supplier/pause', { schema: { response: { 200: Status } } }, async () => { loop.pause(); return loop.status })
+    fastify.post('/supplier/resume', { schema: { response: { 200: Status } } }, async () => { loop.resume(); return loop.status })
+    fastify.put('/supplier/rate', {
+      schema: {
+        body: Type.Object({ intervalMs: Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'milliseconds between events, 1 to 3600000' }) }),
+        response: { 200: Status },
+      },
+    }, async (request) => { loop.setInterval(request.body.intervalMs); return loop.status })
+  },
+}

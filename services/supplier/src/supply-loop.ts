@@ -1,0 +1,87 @@
+import { type PageEvent, type Producer, pageEventMessage, randomPageEvent } from '@pagestream/core'
+import type { FastifyBaseLogger } from 'fastify'
+import { Counter, type Registry } from 'prom-client'
+
+export interface SupplyStatus { running: boolean, intervalMs: number, sent: number, failed: number }
+
+/**
+ * Sends one random PageEvent every interval. Ticks are scheduled from a fixed origin, not
+ * from the previous tick, so the rate does not drift with send latency or timer lag.
+ */
+export class SupplyLoop {
+  #timer: NodeJS.Timeout | undefined
+  #origin = 0
+  #ticks = 0
+  #inFlight = new Set<Promise<void>>()
+  readonly #status: SupplyStatus
+  readonly #sent: Counter
+  readonly #failed: Counter
+
+  constructor (
+    private readonly producer: Producer,
+    private readonly topic: string,
+    private readonly nextEvent: () => PageEvent,
+    intervalMs: number,
+    private readonly log: FastifyBaseLogger,
+    metrics: Registry,
+  ) {
+    this.#status = { running: false, intervalMs, sent: 0, failed: 0 }
+    this.#sent = new Counter({ name: 'pagestream_events_supplied_total', help: 'random events acknowledged by the broker', registers: [metrics] })
+    this.#failed = new Counter({ name: 'pagestream_supply_failures_total', help: 'random events the broker did not acknowledge', registers: [metrics] })
+  }
+
+  get status (): SupplyStatus { return { ...this.#status } }
+
+  resume (): void {
+    if (this.#status.running) return
+    this.#status.running = true
+    this.#origin = performance.now()
+    this.#ticks = 0
+    this.#schedule()
+  }
+
+  pause (): void {
+    this.#status.running = false
+    clearTimeout(this.#timer)
+  }
+
+  setInterval (intervalMs: number): void {
+    this.#status.intervalMs = intervalMs
+    if (this.#status.running) {
+      this.pause()
+      this.resume()
+    }
+  }
+
+  /** Stops ticking and waits for the sends already under way. */
+  async stop (): Promise<void> {
+    this.pause()
+    await Promise.allSettled([...this.#inFlight])
+  }
+
+  #schedule (): void {
+    this.#ticks++
+    const due = this.#origin + this.#ticks * this.#status.intervalMs
+    this.#timer = setTimeout(() => {
+      if (!this.#status.running) return
+      this.#send()
+      this.#schedule()
+    }, Math.max(0, due - performance.now()))
+  }
+
+  #send (): void {
+    const sending = this.producer.send({ topic: this.topic, messages: [pageEventMessage(this.nextEvent())] })
+      .then(() => { this.#status.sent++; this.#sent.inc() })
+      .catch((err: Error) => {
+        this.#status.failed++
+        this.#failed.inc()
+        this.log.warn({ err }, 'a supplied event was not acknowledged')
+      })
+      .finally(() => this.#inFlight.delete(sending))
+    this.#inFlight.add(sending)
+  }
+}
+
+export function labEventSource (pages: readonly string[], users: readonly string[], maxDurationMs: number): () => PageEvent {
+  return () => randomPageEvent({ pages, users, maxDurationMs })
+}
