@@ -1,0 +1,129 @@
+import { hostname } from 'node:os'
+import { Type, type StaticDecode, type TObject } from '@sinclair/typebox'
+import fp from 'fastify-plugin'
+import { ConfigError, type Role, commonConfig, connectionProperties, deadLetterTopic } from '@pagestream/core'
+import { dashboardPlugin, webRoot } from './dashboard.js'
+import { liveRoutes } from './live-routes.js'
+import { WindowProcessor } from './processor.js'
+import type { WindowSpec } from './windows.js'
+
+const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
+
+const config = {
+  ...commonConfig('analytics', 8080),
+  ANALYTICS_INPUT_TOPIC: Type.String({ minLength: 1, default: 'R2', description: 'topic of page events to window' }),
+  ANALYTICS_OUTPUT_TOPIC: Type.String({ minLength: 1, default: 'R4', description: 'topic of window records, keyed by page' }),
+  ANALYTICS_CHANGELOG_TOPIC: Type.String({ default: '', description: 'compacted changelog of window state (empty: <group id>-windows-changelog)' }),
+  ANALYTICS_LATE_TOPIC: Type.String({ default: '', description: 'topic for events later than the grace period (empty: <input>.late)' }),
+  ANALYTICS_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-analytics', description: 'consumer group of the processor replicas' }),
+  ANALYTICS_INSTANCE_ID: Type.String({ minLength: 1, default: hostname(), description: 'stable id of this replica; transactional.id is <group id>-<instance id>' }),
+  ANALYTICS_PROCESSOR: Type.Boolean({ default: true, description: 'run the R2 -> R4 processor (false: serve the view of R4 only)' }),
+  WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
+  WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
+  WINDOW_GRACE_MS: Millis(2_000, 'how long after its end a window still accepts out-of-order events'),
+  LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),
+  COMMIT_INTERVAL_MS: Millis(500, 'transaction interval: window updates, changelog and offsets commit together', 10),
+  VIEW_RETENTION_MS: Millis(600_000, 'how much recent window history every replica holds for the SSE streams and the query API', 60_000),
+  ROLLING_COUNT_SPAN_MS: Millis(5_000, 'span of the rolling count on /analytics', 1),
+  ROLLING_DURATION_SPAN_MS: Millis(30_000, 'span of the rolling duration sum on /analyticsAggregate', 1),
+  SSE_INTERVAL_MS: Millis(1_000, 'SSE push interval (changes are pushed sooner)', 10),
+  SSE_HEARTBEAT_MS: Millis(15_000, 'interval of the SSE heartbeat comment', 10),
+  SSE_MAX_CLIENTS: Type.Integer({ minimum: 1, default: 200, description: 'event-stream clients served at once; more get 503' }),
+  SSE_CLIENT_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 262_144, description: 'unread bytes after which a slow SSE client is dropped' }),
+  SSE_REPLAY_EVENTS: Type.Integer({ minimum: 1, default: 120, description: 'events per stream kept for Last-Event-ID resume' }),
+  WEB_ROOT: Type.String({ default: '', description: 'folder of the dashboard files (empty: the @pagestream/web package)' }),
+}
+
+export type AnalyticsConfig = StaticDecode<TObject<typeof config>>
+
+export const role: Role<typeof config> = {
+  name: 'analytics',
+  description: 'event-time windows per page R2 -> R4 (exactly-once), live SSE view of R4 and the dashboard',
+  config,
+  app: async (fastify, { config }) => {
+    const spec = windowSpec(config)
+    const connection = connectionProperties(config)
+    const topics = {
+      input: config.ANALYTICS_INPUT_TOPIC,
+      output: config.ANALYTICS_OUTPUT_TOPIC,
+      changelog: config.ANALYTICS_CHANGELOG_TOPIC || `${config.ANALYTICS_GROUP_ID}-windows-changelog`,
+      late: config.ANALYTICS_LATE_TOPIC || `${config.ANALYTICS_INPUT_TOPIC}.late`,
+      deadLetter: deadLetterTopic(config.ANALYTICS_INPUT_TOPIC),
+    }
+    // security headers first, so that every route of the role gets them
+    await fastify.register(fp(dashboardPlugin), { root: config.WEB_ROOT || webRoot() })
+    await fastify.kafka.ensureTopics([{ topic: topics.input }, { topic: topics.output }, { topic: topics.late }, { topic: topics.deadLetter }])
+
+    if (config.ANALYTICS_PROCESSOR) {
+      await ensureChangelog(fastify.kafka.admin, topics.input, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
+      const processor = new WindowProcessor({
+        client: fastify.kafka.client,
+        connection,
+        log: fastify.log.child({ component: 'processor' }),
+        metrics: fastify.metrics,
+        topics,
+        groupId: config.ANALYTICS_GROUP_ID,
+        instanceId: config.ANALYTICS_INSTANCE_ID,
+        spec,
+        longViewThresholdMs: config.LONG_VIEW_THRESHOLD_MS,
+        commitIntervalMs: config.COMMIT_INTERVAL_MS,
+      })
+      fastify.health.addCheck('processor', () => processor.readiness())
+      fastify.addHook('onClose', async () => { await processor.stop() })
+      await processor.start()
+      fastify.log.info({ topics, spec, transactionalId: processor.transactionalId }, 'processor started')
+    }
+
+    await fastify.register(liveRoutes, {
+      admin: fastify.kafka.admin,
+      connection,
+      metrics: fastify.metrics,
+      outputTopic: topics.output,
+      spec,
+      retentionMs: config.VIEW_RETENTION_MS,
+      countSpanMs: config.ROLLING_COUNT_SPAN_MS,
+      durationSpanMs: config.ROLLING_DURATION_SPAN_MS,
+      intervalMs: config.SSE_INTERVAL_MS,
+      sse: {
+        maxClients: config.SSE_MAX_CLIENTS,
+        clientBufferBytes: config.SSE_CLIENT_BUFFER_BYTES,
+        heartbeatMs: config.SSE_HEARTBEAT_MS,
+        replayEvents: config.SSE_REPLAY_EVENTS,
+      },
+    })
+  },
+}
+
+
+function windowSpec (config: { WINDOW_SIZE_MS: number, WINDOW_ADVANCE_MS: number, WINDOW_GRACE_MS: number }): WindowSpec {
+  const advanceMs = config.WINDOW_ADVANCE_MS === 0 ? config.WINDOW_SIZE_MS : config.WINDOW_ADVANCE_MS
+  if (advanceMs > config.WINDOW_SIZE_MS) {
+    throw new ConfigError([`WINDOW_ADVANCE_MS: must not exceed WINDOW_SIZE_MS (${config.WINDOW_SIZE_MS}), or windows would leave gaps (got ${advanceMs})`])
+  }
+  return { sizeMs: config.WINDOW_SIZE_MS, advanceMs, graceMs: config.WINDOW_GRACE_MS }
+}
+
+/**
+ * The changelog has as many partitions as the input: state of input partition N is written to and
+ * restored from changelog partition N. An existing changelog with another count is refused.
+ */
+async function ensureChangelog (admin: import('@pagestream/core').Admin, input: string, changelog: string, replication: number): Promise<void> {
+  const [source] = await admin.fetchTopicMetadata({ topics: [input] })
+  const partitions = source?.partitions.length ?? 0
+  if ((await admin.listTopics()).includes(changelog)) {
+    const [existing] = await admin.fetchTopicMetadata({ topics: [changelog] })
+    if (existing?.partitions.length !== partitions) {
+      throw new Error(`changelog ${changelog} has ${existing?.partitions.length} partitions but ${input} has ${partitions}; they must match`)
+    }
+    return
+  }
+  await admin.createTopics({
+    timeout: 10_000,
+    topics: [{
+      topic: changelog,
+      numPartitions: partitions,
+      replicationFactor: replication,
+      configEntries: [{ name: 'cleanup.policy', value: 'compact' }, { name: 'min.compaction.lag.ms', value: '0' }],
+    }],
+  })
+}

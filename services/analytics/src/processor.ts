@@ -1,0 +1,327 @@
+import type { FastifyBaseLogger } from 'fastify'
+import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
+import {
+  type Consumer, type KafkaClient, type KafkaMessage, type Producer,
+  consumerProperties, deadLetterMessage, decodePageEvent, producerProperties,
+} from '@pagestream/core'
+import type { KafkaJS } from '@confluentinc/kafka-javascript'
+import { PartitionReader } from './partition-reader.js'
+import { SerialQueue } from './serial-queue.js'
+import { PartitionWindows, STREAM_TIME_KEY } from './window-store.js'
+import { type WindowSpec, encodeWindowState, windowKey, windowRecord } from './windows.js'
+
+export interface ProcessorTopics {
+  input: string
+  output: string
+  changelog: string
+  late: string
+  deadLetter: string
+}
+
+export interface ProcessorOptions {
+  client: KafkaClient
+  /** librdkafka connection properties, for the changelog reader. */
+  connection: Record<string, string>
+  log: FastifyBaseLogger
+  metrics: Registry
+  topics: ProcessorTopics
+  groupId: string
+  instanceId: string
+  spec: WindowSpec
+  longViewThresholdMs: number
+  commitIntervalMs: number
+}
+
+interface OutgoingMessage {
+  key: string | Buffer | null
+  value: string | Buffer | null
+  partition?: number
+  headers?: Record<string, string | Buffer | (string | Buffer)[] | undefined>
+}
+
+/** Everything this instance holds for one owned input partition. */
+interface OwnedPartition {
+  windows: PartitionWindows
+  /** Late and dead-letter records waiting for the next transaction. */
+  side: Array<{ topic: string, message: OutgoingMessage }>
+  /** Offset to commit with the next transaction (last processed + 1). */
+  nextOffset: string | undefined
+  /** Offset of the last commit; null when the group never committed this partition. */
+  committedOffset: string | null
+}
+
+export interface RestoreReport { partitions: number[], records: number, windows: number, ms: number }
+
+export const LATE_HEADERS = { streamTime: 'late-stream-time', missed: 'late-windows-missed' } as const
+
+/**
+ * R2 -> R4 with exactly-once state. Every commit interval one transaction carries the window
+ * updates and finals (R4), the changelog records, late and dead-letter records, and the input
+ * offsets. On failure the transaction is aborted and this instance rewinds to its last commit:
+ * state rebuilt from the changelog, consumer seeked back to the committed offsets.
+ */
+export class WindowProcessor {
+  readonly #options: ProcessorOptions
+  readonly #log: FastifyBaseLogger
+  readonly #queue = new SerialQueue()
+  readonly #owned = new Map<number, OwnedPartition>()
+  #consumer: Consumer | undefined
+  #producer: Producer | undefined
+  #reader: PartitionReader | undefined
+  #timer: NodeJS.Timeout | undefined
+  #joined = false
+  #restoring = false
+  #stopping = false
+  lastRestore: RestoreReport | undefined
+
+  readonly #events: Counter
+  readonly #late: Counter
+  readonly #deadLetters: Counter
+  readonly #transactions: Counter<'result'>
+  readonly #restoreSeconds: Histogram
+  readonly #openWindows: Gauge
+
+  constructor (options: ProcessorOptions) {
+    this.#options = options
+    this.#log = options.log
+    const registers = [options.metrics]
+    this.#events = new Counter({ name: 'analytics_events_total', help: 'events counted into windows', registers })
+    this.#late = new Counter({ name: 'analytics_late_events_total', help: 'events that arrived after a window of theirs had closed (sent to the late topic)', registers })
+    this.#deadLetters = new Counter({ name: 'analytics_dead_letters_total', help: 'malformed input records sent to the dead-letter topic', registers })
+    this.#transactions = new Counter({ name: 'analytics_transactions_total', help: 'transactions by result', labelNames: ['result'], registers })
+    this.#restoreSeconds = new Histogram({ name: 'analytics_restore_seconds', help: 'time to restore owned partitions from the changelog', buckets: [0.01, 0.05, 0.1, 0.5, 1, 5, 30], registers })
+    this.#openWindows = new Gauge({
+      name: 'analytics_open_windows',
+      help: 'windows held in memory',
+      registers,
+      collect: () => { this.#openWindows.set([...this.#owned.values()].reduce((sum, owned) => sum + owned.windows.windows.size, 0)) },
+    })
+  }
+
+  get transactionalId (): string {
+    return `${this.#options.groupId}-${this.#options.instanceId}`
+  }
+
+  /** Ready once the group gave this instance its partitions (possibly none) and their state is restored. */
+  readiness (): { ok: boolean, detail?: string } {
+    if (!this.#joined) return { ok: false, detail: 'waiting for a partition assignment' }
+    if (this.#restoring) return { ok: false, detail: 'restoring window state from the changelog' }
+    return { ok: true, detail: `owns partitions [${[...this.#owned.keys()].sort((a, b) => a - b).join(',')}]` }
+  }
+
+  ownedPartitions (): number[] {
+    return [...this.#owned.keys()]
+  }
+
+  async start (): Promise<void> {
+    const { client, topics, groupId, instanceId } = this.#options
+    this.#reader = await PartitionReader.connect(this.#options.connection, `${groupId}-restore-${instanceId}`)
+    // connect() runs initTransactions: it fences an earlier incarnation and aborts its open transaction
+    this.#producer = await this.#connectProducer()
+    const consumer = client.consumer({
+      ...consumerProperties({ groupId, rebalance: (kind, partitions) => this.#rebalance(kind, partitions) }),
+      'js.consumer.max.batch.size': 2_000,
+    } as KafkaJS.ConsumerConstructorConfig)
+    this.#consumer = consumer
+    await consumer.connect()
+    await consumer.subscribe({ topics: [topics.input] })
+    await consumer.run({ eachBatch: (payload) => this.#onBatch(payload) })
+    this.#scheduleCommit()
+  }
+
+  async stop (): Promise<void> {
+    this.#stopping = true
+    clearTimeout(this.#timer)
+    await this.#queue.run(() => this.#commit()).catch((err: Error) => { this.#log.warn({ err }, 'last commit failed') })
+    await this.#consumer?.disconnect().catch((err: Error) => { this.#log.warn({ err }, 'consumer disconnect failed') })
+    await this.#producer?.disconnect().catch((err: Error) => { this.#log.warn({ err }, 'producer disconnect failed') })
+    await this.#reader?.disconnect()
+  }
+
+  async #connectProducer (): Promise<Producer> {
+    const producer = this.#options.client.producer(producerProperties({ transactionalId: this.transactionalId }))
+    await producer.connect()
+    return producer
+  }
+
+  #scheduleCommit (): void {
+    if (this.#stopping) return
+    this.#timer = setTimeout(() => {
+      this.#queue.run(() => this.#commit())
+        .catch((err: Error) => { this.#log.error({ err }, 'commit cycle failed') })
+        .finally(() => { this.#scheduleCommit() })
+    }, this.#options.commitIntervalMs)
+  }
+
+  async #onBatch (payload: KafkaJS.EachBatchPayload): Promise<void> {
+    await this.#queue.run(() => {
+      // a rewind seeked this partition back: these messages come again from the committed offset
+      if (this.#stopping || payload.isStale()) return
+      const { batch } = payload
+      const owned = this.#owned.get(batch.partition)
+      if (owned === undefined) return
+      for (const message of batch.messages) this.#process(owned, batch.partition, message)
+      owned.windows.closeExpired()
+      owned.nextOffset = String(Number(batch.lastOffset()) + 1)
+    })
+  }
+
+  #process (owned: OwnedPartition, partition: number, message: KafkaMessage): void {
+    const { topics } = this.#options
+    let event
+    try {
+      event = decodePageEvent(message.value)
+    } catch (err) {
+      owned.side.push({ topic: topics.deadLetter, message: deadLetterMessage({ topic: topics.input, partition, message }, err as Error) })
+      this.#deadLetters.inc()
+      return
+    }
+    const { missed } = owned.windows.add(event)
+    this.#events.inc()
+    if (missed > 0) {
+      owned.side.push({
+        topic: topics.late,
+        message: {
+          key: message.key,
+          value: message.value,
+          headers: {
+            ...(message.headers ?? {}),
+            [LATE_HEADERS.streamTime]: new Date(owned.windows.streamTime).toISOString(),
+            [LATE_HEADERS.missed]: String(missed),
+          },
+        },
+      })
+      this.#late.inc()
+    }
+  }
+
+  /** One transaction: R4 updates and finals, changelog, side outputs, input offsets. */
+  async #commit (): Promise<void> {
+    const producer = this.#producer
+    const consumer = this.#consumer
+    if (producer === undefined || consumer === undefined) return
+    const work = [...this.#owned].filter(([, owned]) => owned.windows.hasPending() || owned.side.length > 0 || owned.nextOffset !== undefined)
+    if (work.length === 0) return
+    const { topics } = this.#options
+    const output: OutgoingMessage[] = []
+    const changelog: OutgoingMessage[] = []
+    const side = new Map<string, OutgoingMessage[]>()
+    const offsets: Array<{ partition: number, offset: string }> = []
+    for (const [partition, owned] of work) {
+      const { updated, closed, streamTime } = owned.windows.pending()
+      for (const window of updated) {
+        output.push({ key: window.page, value: JSON.stringify(windowRecord(window, false)) })
+        changelog.push({ key: windowKey(window.page, window.start), value: encodeWindowState(window), partition })
+      }
+      for (const window of closed) {
+        output.push({ key: window.page, value: JSON.stringify(windowRecord(window, true)) })
+        // the window is final: prune it from the changelog so compaction drops it
+        changelog.push({ key: windowKey(window.page, window.start), value: null, partition })
+      }
+      if (streamTime !== undefined) changelog.push({ key: STREAM_TIME_KEY, value: String(streamTime), partition })
+      for (const { topic, message } of owned.side) side.set(topic, [...(side.get(topic) ?? []), message])
+      if (owned.nextOffset !== undefined) offsets.push({ partition, offset: owned.nextOffset })
+    }
+    const topicMessages = [
+      { topic: topics.output, messages: output },
+      { topic: topics.changelog, messages: changelog },
+      ...[...side].map(([topic, messages]) => ({ topic, messages })),
+    ].filter((entry) => entry.messages.length > 0)
+    try {
+      await producer.transaction()
+      if (topicMessages.length > 0) await producer.sendBatch({ topicMessages: topicMessages as KafkaJS.TopicMessages[] })
+      if (offsets.length > 0) await producer.sendOffsets({ consumer, topics: [{ topic: topics.input, partitions: offsets }] })
+      await producer.commit()
+    } catch (err) {
+      this.#transactions.inc({ result: 'aborted' })
+      this.#log.warn({ err, partitions: work.map(([p]) => p) }, 'transaction failed: aborting and rewinding to the last commit')
+      await this.#abort()
+      await this.#rewind()
+      return
+    }
+    this.#transactions.inc({ result: 'committed' })
+    for (const [, owned] of work) {
+      owned.windows.committed()
+      owned.side = []
+      if (owned.nextOffset !== undefined) owned.committedOffset = owned.nextOffset
+      owned.nextOffset = undefined
+    }
+  }
+
+  async #abort (): Promise<void> {
+    const producer = this.#producer
+    if (producer === undefined) return
+    try {
+      if (producer.isActive()) await producer.abort()
+    } catch (err) {
+      // a producer that cannot abort is in a fatal state: a new one with the same id takes over
+      this.#log.warn({ err }, 'abort failed: replacing the transactional producer')
+      await producer.disconnect().catch(() => {})
+      this.#producer = await this.#connectProducer()
+    }
+  }
+
+  /** Back to the last commit: state from the changelog, consumer at the committed offsets. */
+  async #rewind (): Promise<void> {
+    const committed = new Map([...this.#owned].map(([partition, owned]) => [partition, owned.committedOffset]))
+    await this.#restore([...committed.keys()], committed)
+    for (const [partition, offset] of committed) this.#seek(partition, offset)
+  }
+
+  #seek (partition: number, offset: string | null): void {
+    // -2 is librdkafka's "beginning", what auto.offset.reset=earliest does for a fresh group
+    this.#consumer?.seek({ topic: this.#options.topics.input, partition, offset: offset ?? '-2' })
+  }
+
+  #rebalance (kind: 'assign' | 'revoke', assignment: KafkaJS.TopicPartition[]): Promise<void> {
+    const partitions = assignment.filter((tp) => tp.topic === this.#options.topics.input).map((tp) => tp.partition)
+    return this.#queue.run(async () => {
+      if (kind === 'revoke') {
+        // uncommitted work is dropped: the next owner starts from the last commit, state and offsets alike
+        for (const partition of partitions) this.#owned.delete(partition)
+        this.#log.info({ partitions }, 'partitions revoked')
+        return
+      }
+      this.#restoring = true
+      try {
+        const committed = await this.#committedOffsets(partitions)
+        await this.#restore(partitions, committed)
+        // start exactly where the restored state ends, whatever seek an earlier rewind left pending
+        for (const [partition, offset] of committed) this.#seek(partition, offset)
+        this.#log.info({ partitions, offsets: Object.fromEntries(committed) }, 'partitions assigned')
+      } catch (err) {
+        this.#log.error({ err, partitions }, 'restoring assigned partitions failed')
+        throw err
+      } finally {
+        this.#restoring = false
+        this.#joined = true
+      }
+    })
+  }
+
+  async #committedOffsets (partitions: number[]): Promise<Map<number, string | null>> {
+    const result = new Map<number, string | null>()
+    if (partitions.length === 0 || this.#consumer === undefined) return result
+    const topic = this.#options.topics.input
+    const offsets = await this.#consumer.committed(partitions.map((partition) => ({ topic, partition })), 30_000)
+    for (const { partition, offset } of offsets) result.set(partition, Number(offset) >= 0 ? String(offset) : null)
+    return result
+  }
+
+  async #restore (partitions: number[], committed: Map<number, string | null>): Promise<void> {
+    const started = performance.now()
+    const { spec, longViewThresholdMs, topics } = this.#options
+    const restored = new Map(partitions.map((partition) => [partition, new PartitionWindows(spec, longViewThresholdMs)]))
+    const records = await this.#reader!.readToEnd(topics.changelog, partitions, (record) => {
+      if (record.key !== null) restored.get(record.partition)?.restore(record.key, record.value?.toString('utf8') ?? null)
+    })
+    for (const [partition, windows] of restored) {
+      this.#owned.set(partition, { windows, side: [], nextOffset: undefined, committedOffset: committed.get(partition) ?? null })
+    }
+    const ms = performance.now() - started
+    this.#restoreSeconds.observe(ms / 1000)
+    const windows = [...restored.values()].reduce((sum, w) => sum + w.windows.size, 0)
+    this.lastRestore = { partitions, records, windows, ms: Math.round(ms) }
+    this.#log.info({ restore: this.lastRestore }, 'restored window state from the changelog')
+  }
+}

@@ -1,0 +1,4 @@
+import { runService } from '@pagestream/core'
+import { role } from './app.js'
+
+await runService(role)

@@ -1,0 +1,120 @@
+import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import type { ServerResponse } from 'node:http'
+import { Counter, Gauge, type Registry } from 'prom-client'
+import { HttpError } from '@pagestream/core'
+
+export interface SseOptions {
+  maxClients: number
+  /** Bytes a client may leave unread in its socket buffer before it is dropped. */
+  clientBufferBytes: number
+  heartbeatMs: number
+  /** Events each channel keeps for Last-Event-ID resume. */
+  replayEvents: number
+  log: FastifyBaseLogger
+  metrics: Registry
+}
+
+interface Client {
+  channel: string
+  response: ServerResponse
+}
+
+interface SentEvent { id: number, frame: string }
+
+/**
+ * Server-sent event channels with the etiquette a dashboard needs: ids and Last-Event-ID replay
+ * from a bounded history, a heartbeat comment, a client limit (503), and a bound on what a client
+ * may leave unread: a client whose socket does not drain is dropped, so memory stays bounded.
+ */
+export class SseHub {
+  readonly #options: SseOptions
+  readonly #clients = new Set<Client>()
+  readonly #history = new Map<string, SentEvent[]>()
+  #nextId = 1
+  readonly #heartbeat: NodeJS.Timeout
+  readonly #dropped: Counter<'channel'>
+
+  constructor (options: SseOptions) {
+    this.#options = options
+    const registers = [options.metrics]
+    this.#dropped = new Counter({ name: 'analytics_sse_clients_dropped_total', help: 'SSE clients dropped because they did not read', labelNames: ['channel'], registers })
+    const gauge: Gauge<'channel'> = new Gauge({
+      name: 'analytics_sse_clients',
+      help: 'connected SSE clients',
+      labelNames: ['channel'],
+      registers,
+      collect: () => {
+        gauge.reset()
+        for (const client of this.#clients) gauge.inc({ channel: client.channel })
+      },
+    })
+    this.#heartbeat = setInterval(() => {
+      for (const client of this.#clients) this.#write(client, ': heartbeat\n\n')
+    }, options.heartbeatMs)
+    this.#heartbeat.unref()
+  }
+
+  get clientCount (): number {
+    return this.#clients.size
+  }
+
+  /** Sends `data` (one JSON line) as the next event of the channel to all its clients. */
+  publish (channel: string, data: string): number {
+    const id = this.#nextId++
+    const event = { id, frame: `id: ${id}\ndata: ${data}\n\n` }
+    const history = this.#history.get(channel) ?? []
+    history.push(event)
+    if (history.length > this.#options.replayEvents) history.splice(0, history.length - this.#options.replayEvents)
+    this.#history.set(channel, history)
+    for (const client of this.#clients) if (client.channel === channel) this.#write(client, event.frame)
+    return id
+  }
+
+  /**
+   * Takes over the response as an event stream. With Last-Event-ID the events after it that the
+   * history still holds are replayed; otherwise (or when it is too old) the newest event is sent.
+   */
+  open (channel: string, request: FastifyRequest, reply: FastifyReply): void {
+    if (this.#clients.size >= this.#options.maxClients) {
+      throw new HttpError(503, `at most ${this.#options.maxClients} event-stream clients; try again later`, { 'retry-after': '5' })
+    }
+    reply.hijack()
+    const response = reply.raw
+    response.writeHead(200, {
+      'content-type': 'text/event-stream; charset=utf-8',
+      'cache-control': 'no-cache, no-transform',
+      connection: 'keep-alive',
+      'x-accel-buffering': 'no',
+    })
+    const client: Client = { channel, response }
+    this.#clients.add(client)
+    request.raw.socket.setNoDelay(true)
+    response.on('close', () => { this.#clients.delete(client) })
+    this.#write(client, 'retry: 2000\n\n')
+    const history = this.#history.get(channel) ?? []
+    const header = request.headers['last-event-id']
+    const lastId = typeof header === 'string' && /^\d+$/.test(header) ? Number(header) : undefined
+    const resumable = lastId !== undefined && history.some((event) => event.id === lastId)
+    const replay = resumable ? history.filter((event) => event.id > lastId) : history.slice(-1)
+    for (const event of replay) this.#write(client, event.frame)
+  }
+
+  #write (client: Client, frame: string): void {
+    const { response } = client
+    if (response.destroyed) return
+    if (response.writableLength + Buffer.byteLength(frame) > this.#options.clientBufferBytes) {
+      this.#options.log.warn({ channel: client.channel, unread: response.writableLength }, 'dropping an SSE client that does not read')
+      this.#dropped.inc({ channel: client.channel })
+      this.#clients.delete(client)
+      response.destroy()
+      return
+    }
+    response.write(frame)
+  }
+
+  close (): void {
+    clearInterval(this.#heartbeat)
+    for (const client of this.#clients) client.response.end()
+    this.#clients.clear()
+  }
+}

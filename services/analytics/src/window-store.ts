@@ -1,0 +1,104 @@
+import type { PageEvent } from '@pagestream/core'
+import { eventTime } from '@pagestream/core'
+import { type WindowSpec, type WindowState, decodeWindowState, isClosed, windowKey, windowStartsFor } from './windows.js'
+
+/** Changelog key of a partition's stream time; window keys always contain `|`, this one never does. */
+export const STREAM_TIME_KEY = '@stream-time'
+
+export interface AddResult {
+  /** Windows of the event that had already closed: when > 0 the event is late for them. */
+  missed: number
+  counted: number
+}
+
+/**
+ * The windows of one input partition: open windows, stream time, and what changed since the
+ * last commit. Pure logic; the processor commits what `pending()` lists and then calls `committed()`.
+ */
+export class PartitionWindows {
+  streamTime = Number.NEGATIVE_INFINITY
+  readonly windows = new Map<string, WindowState>()
+  #dirty = new Set<string>()
+  #closed: WindowState[] = []
+  #streamTimeChanged = false
+
+  constructor (readonly spec: WindowSpec, readonly longViewThresholdMs: number) {}
+
+  /**
+   * Counts an event into each of its windows that is still open. Stream time moves first, as in
+   * Kafka Streams, so an event is only late against what came before it plus the grace period.
+   */
+  add (event: PageEvent): AddResult {
+    const time = eventTime(event)
+    if (time > this.streamTime) {
+      this.streamTime = time
+      this.#streamTimeChanged = true
+    }
+    let missed = 0
+    let counted = 0
+    for (const start of windowStartsFor(time, this.spec)) {
+      const end = start + this.spec.sizeMs
+      if (isClosed(end, this.streamTime, this.spec)) {
+        missed += 1
+        continue
+      }
+      const key = windowKey(event.name, start)
+      let window = this.windows.get(key)
+      if (window === undefined) {
+        window = { page: event.name, start, end, count: 0, durationSum: 0, users: new Set(), longViews: 0 }
+        this.windows.set(key, window)
+      }
+      window.count += 1
+      window.durationSum += event.duration
+      window.users.add(event.user)
+      if (event.duration > this.longViewThresholdMs) window.longViews += 1
+      this.#dirty.add(key)
+      counted += 1
+    }
+    return { missed, counted }
+  }
+
+  /** Moves every window that stream time has closed out of the open set, to be sent as final. */
+  closeExpired (): number {
+    let closed = 0
+    for (const [key, window] of this.windows) {
+      if (!isClosed(window.end, this.streamTime, this.spec)) continue
+      this.windows.delete(key)
+      this.#dirty.delete(key)
+      this.#closed.push(window)
+      closed += 1
+    }
+    return closed
+  }
+
+  /** Applies one changelog record (null value: the window was pruned). */
+  restore (key: string, value: string | null): void {
+    if (key === STREAM_TIME_KEY) {
+      if (value !== null) this.streamTime = Number(value)
+      return
+    }
+    if (value === null) this.windows.delete(key)
+    else this.windows.set(key, decodeWindowState(value))
+  }
+
+  hasPending (): boolean {
+    return this.#dirty.size > 0 || this.#closed.length > 0 || this.#streamTimeChanged
+  }
+
+  /** What the next transaction must carry: updates of open windows, finals, and stream time. */
+  pending (): { updated: WindowState[], closed: WindowState[], streamTime: number | undefined } {
+    const updated: WindowState[] = []
+    for (const key of this.#dirty) {
+      const window = this.windows.get(key)
+      if (window !== undefined) updated.push(window)
+    }
+    return { updated, closed: this.#closed, streamTime: this.#streamTimeChanged ? this.streamTime : undefined }
+  }
+
+  /** The transaction that carried `pending()` committed: closed windows are gone for good. */
+  committed (): void {
+    this.#dirty.clear()
+    this.#closed = []
+    this.#streamTimeChanged = false
+  }
+}

@@ -1,0 +1,87 @@
+import t from 'tap'
+import { readTopic, writeRecords } from '../../../test/helpers/kafka.js'
+import { analyticsTopics, eventMessage, finalTable, readWindows, startAnalytics, topicEnv, type PageEventSpec } from './fixture.js'
+
+// A window-aligned origin far in the past, so wall-clock time plays no part: only event time does.
+const T0 = Date.parse('2024-01-01T00:00:00.000Z')
+const at = (offsetMs: number) => T0 + offsetMs
+
+t.test('tumbling windows: exact finals with out-of-order, late and malformed input', async (t) => {
+  const topics = await analyticsTopics(t, 'tumbling')
+  const fastify = await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '5000', WINDOW_GRACE_MS: '2000', LONG_VIEW_THRESHOLD_MS: '100' })
+  const events: PageEventSpec[] = [
+    { page: 'home', user: 'U1', at: at(1_000), duration: 50 },
+    { page: 'home', user: 'U2', at: at(2_000), duration: 150 },
+    { page: 'blog', user: 'U1', at: at(3_000), duration: 200 },
+    { page: 'home', user: 'U1', at: at(6_000), duration: 120 },
+    // out of order, but within the grace period of [0 s, 5 s): counted
+    { page: 'home', user: 'U3', at: at(4_500), duration: 10 },
+    // stream time 8 s closes [0 s, 5 s) (end 5 s + grace 2 s <= 8 s)
+    { page: 'blog', user: 'U2', at: at(8_000), duration: 300 },
+    // late: its window has closed, so it goes to the late topic and into no window
+    { page: 'home', user: 'U4', at: at(4_900), duration: 70 },
+    { page: 'blog', user: 'U3', at: at(9_999), duration: 100 },
+    { page: 'home', user: 'U1', at: at(12_000), duration: 500 },
+  ]
+  const messages = events.map(eventMessage)
+  messages.push({ key: 'home', value: 'not json' })
+  messages.push(eventMessage({ page: 'home', user: 'U5', at: at(30_000), duration: 1 }))
+  await writeRecords(topics.input, messages)
+
+  const records = await readWindows(topics.output, 5)
+  t.same(finalTable(records), [
+    { page: 'blog', start: at(0), end: at(5_000), count: 1, durationSum: 200, distinctUsers: 1, longViews: 1 },
+    { page: 'blog', start: at(5_000), end: at(10_000), count: 2, durationSum: 400, distinctUsers: 2, longViews: 1 },
+    { page: 'home', start: at(0), end: at(5_000), count: 3, durationSum: 210, distinctUsers: 3, longViews: 1 },
+    { page: 'home', start: at(5_000), end: at(10_000), count: 1, durationSum: 120, distinctUsers: 1, longViews: 1 },
+    { page: 'home', start: at(10_000), end: at(15_000), count: 1, durationSum: 500, distinctUsers: 1, longViews: 1 },
+  ], 'one final record per closed window, with exact values')
+
+  const open = records.filter((r) => r.page === 'home' && r.start === at(30_000))
+  t.ok(open.length >= 1 && open.every((r) => !r.final && r.count === 1), 'the open window is sent as updates, never as final')
+  for (const record of records.filter((r) => !r.final)) {
+    const final = records.find((r) => r.final && r.page === record.page && r.start === record.start)
+    if (final !== undefined) t.ok(record.count <= final.count, `update of ${record.page}@${record.start - T0} never exceeds its final`)
+  }
+
+  const late = await readTopic(topics.late, { count: 1 })
+  t.equal(late.length, 1, 'exactly one late event')
+  t.same(JSON.parse(late[0]?.value ?? '{}'), { name: 'home', user: 'U4', date: new Date(at(4_900)).toISOString(), duration: 70 })
+  t.equal(late[0]?.headers['late-windows-missed'], '1')
+  t.equal(late[0]?.headers['late-stream-time'], new Date(at(8_000)).toISOString())
+
+  const dead = await readTopic(topics.dlq, { count: 1 })
+  t.equal(dead.length, 1, 'exactly one dead letter')
+  t.equal(dead[0]?.value, 'not json')
+  t.match(dead[0]?.headers['dlq-error'], /not JSON/)
+
+  const metrics = (await fastify.inject('/metrics')).body
+  t.match(metrics, /analytics_late_events_total\{role="analytics"\} 1\n/)
+  t.match(metrics, /analytics_dead_letters_total\{role="analytics"\} 1\n/)
+})
+
+t.test('hopping windows: every event in each of its windows, partly late events counted where still open', async (t) => {
+  const topics = await analyticsTopics(t, 'hopping')
+  await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '10000', WINDOW_ADVANCE_MS: '5000', WINDOW_GRACE_MS: '1000' })
+  const events: PageEventSpec[] = [
+    { page: 'p', user: 'U1', at: at(2_000), duration: 10 },
+    { page: 'p', user: 'U2', at: at(7_000), duration: 20 },
+    // stream time 12 s closes [-5 s, 5 s) and [0 s, 10 s)
+    { page: 'p', user: 'U1', at: at(12_000), duration: 200 },
+    // [0 s, 10 s) has closed, [5 s, 15 s) is open: counted there, and sent to the late topic
+    { page: 'p', user: 'U3', at: at(9_500), duration: 30 },
+    // stream time 26 s closes [5 s, 15 s) and [10 s, 20 s)
+    { page: 'p', user: 'U1', at: at(26_000), duration: 5 },
+  ]
+  await writeRecords(topics.input, events.map(eventMessage))
+  const records = await readWindows(topics.output, 4)
+  t.same(finalTable(records), [
+    { page: 'p', start: at(-5_000), end: at(5_000), count: 1, durationSum: 10, distinctUsers: 1, longViews: 0 },
+    { page: 'p', start: at(0), end: at(10_000), count: 2, durationSum: 30, distinctUsers: 2, longViews: 0 },
+    { page: 'p', start: at(5_000), end: at(15_000), count: 3, durationSum: 250, distinctUsers: 3, longViews: 1 },
+    { page: 'p', start: at(10_000), end: at(20_000), count: 1, durationSum: 200, distinctUsers: 1, longViews: 1 },
+  ])
+  const late = await readTopic(topics.late, { count: 1 })
+  t.equal(late.length, 1)
+  t.equal(late[0]?.headers['late-windows-missed'], '1')
+})
