@@ -39,6 +39,14 @@ broker: ## Start only the local broker on localhost:9092
 broker-down: ## Stop the local broker and delete its data
 	@deploy/local/broker.sh down
 
+.PHONY: produce
+produce: build ## Send stdin lines (PageEvent JSON) to TOPIC, like kafka-console-producer (RAW=1: as they are)
+	@node services/console/dist/produce.js $(if $(RAW),--raw) $(TOPIC)
+
+.PHONY: consume
+consume: build ## Print the records of TOPIC, like kafka-console-consumer (FROM_BEGINNING=1 to read it all)
+	@node services/console/dist/consume.js $(if $(FROM_BEGINNING),--from-beginning) $(TOPIC)
+
 ##@ Develop
 
 .PHONY: deps

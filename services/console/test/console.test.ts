@@ -1,0 +1,55 @@
+import { spawn } from 'node:child_process'
+import { join } from 'node:path'
+import t from 'tap'
+import { TEST_BROKERS, createTopics, readTopic, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
+import { ROOT } from '../../../test/helpers/process.js'
+
+function runTool (tool: string, args: string[], stdin = ''): Promise<{ code: number | null, stdout: string, stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [join(ROOT, 'services', 'console', 'dist', `${tool}.js`), ...args], {
+      env: { ...process.env, KAFKA_BROKERS: TEST_BROKERS },
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
+    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+    child.once('exit', (code) => resolve({ code, stdout, stderr }))
+    child.stdin.end(stdin)
+  })
+}
+
+t.test('pagestream-produce sends valid lines keyed by page and reports the bad ones', async (t) => {
+  const topic = uniqueName('console-in')
+  await createTopics(t, [topic])
+  const lines = [
+    JSON.stringify({ name: 'blog', user: 'U1', date: 1700000000000, duration: 5 }),
+    'not json',
+    JSON.stringify({ name: 'news', user: 'U2', date: '2023-11-14T22:13:20Z', duration: -1 }),
+    '',
+    JSON.stringify({ name: 'news', user: 'U2', date: '2023-11-14T22:13:20Z', duration: 7 }),
+  ].join('\n')
+  const result = await runTool('produce', [topic], lines)
+  t.equal(result.code, 1, 'exit code 1 when a line was skipped')
+  t.match(result.stderr, /line 2 skipped: .*not valid JSON/)
+  t.match(result.stderr, /line 3 skipped: duration: must be a non-negative integer/)
+  t.match(result.stderr, new RegExp(`2 sent to ${topic}, 2 skipped`))
+  const records = await readTopic(topic, { count: 2 })
+  t.same(records.map((r) => [r.key, JSON.parse(r.value ?? '').date]), [['blog', '2023-11-14T22:13:20.000Z'], ['news', '2023-11-14T22:13:20.000Z']])
+
+  const raw = await runTool('produce', ['--raw', topic], 'anything goes\n')
+  t.equal(raw.code, 0)
+  t.equal((await readTopic(topic, { count: 3 })).at(-1)?.value, 'anything goes')
+})
+
+t.test('pagestream-consume prints values (and keys) from the beginning', async (t) => {
+  const topic = uniqueName('console-out')
+  await createTopics(t, [topic])
+  await writeRecords(topic, [{ key: 'a', value: 'first' }, { key: 'b', value: 'second' }])
+  const result = await runTool('consume', ['--from-beginning', '--key', '--max-messages', '2', topic])
+  t.equal(result.code, 0)
+  t.equal(result.stdout, 'a\tfirst\nb\tsecond\n')
+  const help = await runTool('consume', ['--help'])
+  t.equal(help.code, 0)
+  t.match(help.stderr, /Usage: pagestream-consume/)
+  t.equal((await runTool('consume', [])).code, 2, 'a missing topic is a usage error')
+})
