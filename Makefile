@@ -64,6 +64,11 @@ test: build ## Run all tests against a real broker (installs what they need)
 	@deploy/local/broker.sh jars
 	@npm test
 
+.PHONY: bench
+bench: build ## Run the benchmarks (ratios of variants measured side by side) on the local broker
+	@deploy/local/broker.sh up
+	@npm run --silent bench
+
 .PHONY: clean
 clean: ## Remove build output
 	@npm run --silent clean
