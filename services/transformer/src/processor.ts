@@ -50,6 +50,7 @@ export class TransformProcessor {
   #consecutiveFailures = 0
   #lastError: string | undefined
   #closing = false
+  #batchInFlight = false
 
   constructor (
     private readonly client: KafkaClient,
@@ -90,6 +91,7 @@ export class TransformProcessor {
   /** Lets the batch in flight finish its transaction, then closes the consumer and the producer. */
   async stop (): Promise<void> {
     this.#closing = true
+    this.log.info({ batchInFlight: this.#batchInFlight }, 'stopping the transformer')
     await this.#consumer?.disconnect()
     const producer = this.#producer
     this.#producerReady = false
@@ -111,6 +113,7 @@ export class TransformProcessor {
     if (producer === undefined || consumer === undefined || messages.length === 0) return
     const work = transformBatch(topic, partition, messages)
     const started = performance.now()
+    this.#batchInFlight = true
     try {
       await producer.transaction()
       const topicMessages = [
@@ -123,6 +126,8 @@ export class TransformProcessor {
     } catch (err) {
       await this.#recover(batch, err as Error)
       return
+    } finally {
+      this.#batchInFlight = false
     }
     this.#consecutiveFailures = 0
     this.counts.transformed += work.outputs.length

@@ -1,5 +1,6 @@
 import type { PageEvent } from '@pagestream/core'
-import { type ReadRecord, createTopics, deleteTopics, uniqueName } from '../../../test/helpers/kafka.js'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { type ReadRecord, createTopics, deleteTopics, testKafka, uniqueName } from '../../../test/helpers/kafka.js'
 import { type RunningRole, startRole } from '../../../test/helpers/process.js'
 
 interface Teardown { teardown(fn: () => unknown): void }
@@ -85,5 +86,25 @@ export function exactlyOnceReport (inputs: InputEvent[], outputs: ReadRecord[]) 
     duplicates: [...seen].filter(([, n]) => n > 1).map(([id]) => id),
     missing: inputs.map(({ id }) => id).filter((id) => !seen.has(id)),
     wrong,
+  }
+}
+
+/**
+ * Writes records as a steady stream with an independent producer (not the code under test):
+ * `chunk` records every `everyMs`, so that the transformer is busy while the test kills it.
+ */
+export async function writeSteadily (topic: string, records: ReturnType<typeof asRecords>, options: { chunk: number, everyMs: number }): Promise<{ ms: number }> {
+  const producer = testKafka().producer({ 'linger.ms': 5, 'enable.idempotence': true })
+  await producer.connect()
+  const started = Date.now()
+  try {
+    for (let i = 0; i < records.length; i += options.chunk) {
+      const next = started + (i / options.chunk + 1) * options.everyMs
+      await producer.send({ topic, messages: records.slice(i, i + options.chunk) })
+      await sleep(Math.max(0, next - Date.now()))
+    }
+    return { ms: Date.now() - started }
+  } finally {
+    await producer.disconnect()
   }
 }

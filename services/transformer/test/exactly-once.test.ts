@@ -1,0 +1,73 @@
+import t from 'tap'
+import { readTopic } from '../../../test/helpers/kafka.js'
+import type { RunningRole } from '../../../test/helpers/process.js'
+import { waitFor } from '../../../test/helpers/wait.js'
+import { asRecords, exactlyOnceReport, inputEvents, pipeline, startTransformer, status, writeSteadily } from './support.js'
+
+interface Teardown { teardown(fn: () => unknown): void }
+
+/** Starts an instance and measures how long it takes to be ready and to commit its first transaction. */
+async function restart (t: Teardown, topics: Awaited<ReturnType<typeof pipeline>>, instance: string, env: Record<string, string> = {}) {
+  const spawned = Date.now()
+  const role = await startTransformer(t, topics, instance, env)
+  const readyMs = Date.now() - spawned
+  await waitFor('a first committed transaction', async () => (await status(role)).counts.transactionsCommitted > 0, 30_000, 20)
+  return { role, readyMs, firstCommitMs: Date.now() - spawned }
+}
+
+t.test('SIGKILL several times while events flow: the output holds each input exactly once', async (t) => {
+  const topics = await pipeline(t, 'tr-crash')
+  const events = inputEvents(30_000, 'crash')
+  // small transactions and a steady stream keep transactions open most of the time, so kills land inside them
+  const env = { TRANSFORMER_BATCH_SIZE: '50' }
+  let current: RunningRole = await startTransformer(t, topics, 'crash', env)
+  const writing = writeSteadily(topics.input, asRecords(events), { chunk: 375, everyMs: 100 })
+  const restarts: Array<{ readyMs: number, firstCommitMs: number }> = []
+  const killDelaysMs = [5, 25, 50, 80]
+  for (const delay of killDelaysMs) {
+    const before = (await status(current)).counts.transactionsCommitted
+    await waitFor('the instance to make progress', async () => (await status(current)).counts.transactionsCommitted > before, 20_000, 20)
+    await new Promise((resolve) => setTimeout(resolve, delay))
+    t.equal(await current.stop('SIGKILL'), 'SIGKILL', `killed ${delay} ms after a commit`)
+    const next = await restart(t, topics, 'crash', env)
+    restarts.push({ readyMs: next.readyMs, firstCommitMs: next.firstCommitMs })
+    current = next.role
+  }
+  const written = await writing
+  t.comment(`wrote ${events.length} events in ${written.ms} ms; restarts (spawn -> ready / -> first commit): ${restarts.map((r) => `${r.readyMs}/${r.firstCommitMs} ms`).join(', ')}`)
+  t.ok((await status(current)).counts.transformed > 0, 'the last instance took over')
+
+  const outputs = await readTopic(topics.output, { count: events.length, timeoutMs: 60_000, settleMs: 2_000 })
+  t.same(exactlyOnceReport(events, outputs), { count: events.length, duplicates: [], missing: [], wrong: [] },
+    'read_committed: every input exactly once, transformed, keyed by the new name')
+  const uncommitted = await readTopic(topics.output, { count: events.length, readCommitted: false, settleMs: 1_000 })
+  t.comment(`a read_uncommitted reader sees ${uncommitted.length - events.length} records of aborted transactions (what the kills left behind)`)
+  t.ok(uncommitted.length >= events.length)
+  t.equal((await readTopic(topics.deadLetters, { count: 0, settleMs: 500 })).length, 0, 'no valid record was dead-lettered on the way')
+})
+
+t.test('SIGTERM mid-stream: exits 0 in time, and a successor continues exactly where it stopped', async (t) => {
+  const topics = await pipeline(t, 'tr-term')
+  const events = inputEvents(4_000, 'term')
+  const first = await startTransformer(t, topics, 'term', { LOG_LEVEL: 'info', TRANSFORMER_BATCH_SIZE: '50' })
+  const writing = writeSteadily(topics.input, asRecords(events), { chunk: 200, everyMs: 100 })
+  await waitFor('a quarter of the stream to be transformed', async () => (await status(first)).counts.transformed >= events.length / 4, 30_000, 20)
+
+  const stopping = Date.now()
+  t.equal(await first.stop('SIGTERM'), 0, 'exit code 0')
+  const shutdownMs = Date.now() - stopping
+  t.ok(shutdownMs < 10_000, `stopped within SHUTDOWN_TIMEOUT_MS (${shutdownMs} ms)`)
+  const stopLine = first.logs().find((line) => line.msg === 'stopping the transformer') as { batchInFlight: boolean } | undefined
+  const stopped = first.logs().find((line) => line.msg === 'transformer stopped') as { transformed: number, transactionsAborted: number } | undefined
+  t.ok(stopped !== undefined, 'logged its final counts')
+  t.equal(stopped?.transactionsAborted, 0, 'the batch in flight was committed, not aborted')
+  t.ok((stopped?.transformed ?? 0) < events.length, 'it stopped mid-stream')
+
+  const second = await startTransformer(t, topics, 'term')
+  await writing
+  await waitFor('the successor to transform the rest', async () => (await status(second)).counts.transformed >= events.length - (stopped?.transformed ?? 0), 30_000, 50)
+  t.equal((await status(second)).counts.transformed, events.length - (stopped?.transformed ?? 0), 'the successor redid nothing its predecessor had committed')
+  const outputs = await readTopic(topics.output, { count: events.length, settleMs: 1_500 })
+  t.same(exactlyOnceReport(events, outputs), { count: events.length, duplicates: [], missing: [], wrong: [] })
+  t.comment(`graceful shutdown took ${shutdownMs} ms (a transaction was ${stopLine?.batchInFlight === true ? '' : 'not '}in flight at SIGTERM)`)
+})
