@@ -7,7 +7,7 @@ set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${PAGESTREAM_CACHE:-$HOME/.cache/pagestream}
-helm_version=${HELM_VERSION:-v3.22.0}
+helm_version=${HELM_VERSION:-v4.3.1}
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 build_packages=(build-essential python3 curl libssl-dev zlib1g-dev libzstd-dev libsasl2-dev liblz4-dev libcurl4-openssl-dev)
