@@ -121,6 +121,8 @@ export class WindowProcessor {
     const consumer = client.consumer({
       ...consumerProperties({ groupId, rebalance: (kind, partitions) => this.#rebalance(kind, partitions) }),
       'js.consumer.max.batch.size': 2_000,
+      // static membership: a restarted replica takes its partitions back at once, without a rebalance
+      'group.instance.id': this.transactionalId,
     } as KafkaJS.ConsumerConstructorConfig)
     this.#consumer = consumer
     await consumer.connect()

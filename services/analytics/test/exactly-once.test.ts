@@ -1,0 +1,147 @@
+import t from 'tap'
+import { readTopic, testKafka, writeRecords } from '../../../test/helpers/kafka.js'
+import { type RunningRole, startRole } from '../../../test/helpers/process.js'
+import { waitFor } from '../../../test/helpers/wait.js'
+import { analyticsTopics, eventMessage, finalTable, readWindows, topicEnv, type FinalRow, type PageEventSpec } from './fixture.js'
+
+const T0 = Date.parse('2024-01-01T00:00:00.000Z')
+const SIZE = 1_000
+const PAGES = Array.from({ length: 20 }, (_, i) => `page-${i}`)
+
+/** Events with event time rising by 2 ms each, so no event is late and windows keep closing. */
+function generate (count: number, from = 0): PageEventSpec[] {
+  return Array.from({ length: count }, (_, i) => ({
+    page: PAGES[(i * 7 + 3) % PAGES.length]!,
+    user: `U${(i * 13) % 50}`,
+    at: T0 + (from + i) * 2,
+    duration: (i * 37) % 300,
+  }))
+}
+
+/** One event per page far ahead: stream time passes every earlier window, so all of them close. */
+function flush (after: number): PageEventSpec[] {
+  return PAGES.map((page) => ({ page, user: 'flush', at: after + 60_000, duration: 0 }))
+}
+
+/** The expected finals, counted from the input topic with nothing of the processor's code. */
+function countFromInput (values: Array<string | null>): FinalRow[] {
+  const windows = new Map<string, FinalRow & { users: Set<string> }>()
+  for (const value of values) {
+    const event = JSON.parse(value ?? 'null') as { name: string, user: string, date: string, duration: number }
+    if (event.user === 'flush') continue
+    const start = Math.floor(Date.parse(event.date) / SIZE) * SIZE
+    const key = `${event.name}@${start}`
+    const row = windows.get(key) ?? { page: event.name, start, end: start + SIZE, count: 0, durationSum: 0, distinctUsers: 0, longViews: 0, users: new Set<string>() }
+    row.count += 1
+    row.durationSum += event.duration
+    row.users.add(event.user)
+    row.distinctUsers = row.users.size
+    if (event.duration > 100) row.longViews += 1
+    windows.set(key, row)
+  }
+  return [...windows.values()].map(({ users: _users, ...row }) => row).sort((a, b) => a.page.localeCompare(b.page) || a.start - b.start)
+}
+
+function restores (roles: RunningRole[]): Array<{ partitions: number[], records: number, windows: number, ms: number }> {
+  return roles.flatMap((role) => role.logs().filter((line) => line.msg === 'restored window state from the changelog').map((line) => line.restore as { partitions: number[], records: number, windows: number, ms: number }))
+}
+
+const env = (topics: Parameters<typeof topicEnv>[0]) => ({
+  ...topicEnv(topics),
+  WINDOW_SIZE_MS: String(SIZE),
+  WINDOW_GRACE_MS: '0',
+  COMMIT_INTERVAL_MS: '100',
+  ANALYTICS_INSTANCE_ID: 'crash-test',
+})
+
+t.test('SIGKILL several times while events flow: the finals in R4 equal a count made from R2', async (t) => {
+  const topics = await analyticsTopics(t, 'crash', 3)
+  const events = generate(30_000)
+  const roles: RunningRole[] = [await startRole(t, 'analytics', env(topics))]
+  const producer = testKafka().producer({ 'linger.ms': 5, 'enable.idempotence': true })
+  await producer.connect()
+  t.teardown(() => producer.disconnect())
+
+  let written = 0
+  const started = Date.now()
+  const writing = (async () => {
+    for (let i = 0; i < events.length; i += 500) {
+      await producer.send({ topic: topics.input, messages: events.slice(i, i + 500).map(eventMessage) })
+      written = i + 500
+      await new Promise((resolve) => setTimeout(resolve, 250))
+    }
+  })()
+
+  let kills = 0
+  while (kills < 4) {
+    await new Promise((resolve) => setTimeout(resolve, 1_500 + kills * 300))
+    await roles.at(-1)!.stop('SIGKILL')
+    kills += 1
+    t.comment(`SIGKILL ${kills} after ${written} events written`)
+    roles.push(await startRole(t, 'analytics', env(topics)))
+  }
+  await writing
+  t.ok(written >= events.length, 'the kills happened while events were still being written')
+  await producer.send({ topic: topics.input, messages: flush(events.at(-1)!.at).map(eventMessage) })
+
+  const input = await readTopic(topics.input, { count: events.length + PAGES.length, timeoutMs: 60_000, settleMs: 500 })
+  t.equal(input.length, events.length + PAGES.length, 'R2 holds every event once')
+  const expected = countFromInput(input.map((r) => r.value))
+  const records = await readWindows(topics.output, expected.length, 60_000)
+  const elapsed = (Date.now() - started) / 1000
+  const finals = finalTable(records)
+  const keys = finals.map((row) => `${row.page}@${row.start}`)
+  t.equal(new Set(keys).size, keys.length, 'no window has two final records')
+  t.equal(finals.length, expected.length, `${expected.length} windows closed`)
+  t.same(finals, expected, 'every final record equals the independent count')
+  const seen = restores(roles)
+  t.ok(seen.slice(1).some((r) => r.windows > 0), 'restarted instances restored open windows from the changelog')
+  const slowest = Math.max(...seen.map((r) => r.ms))
+  t.comment(`crash run: ${events.length} events, ${kills} SIGKILLs, all finals in R4 after ${elapsed.toFixed(1)} s ` +
+    `(${Math.round(events.length / elapsed)} events/s end to end); restores: ${seen.map((r) => `${r.ms} ms/${r.records} records/${r.windows} windows`).join(', ')}; slowest ${slowest} ms`)
+})
+
+t.test('a restart after SIGKILL continues the open windows from the changelog', async (t) => {
+  const topics = await analyticsTopics(t, 'restore', 3)
+  const first = await startRole(t, 'analytics', env(topics))
+  const open = (count: number, user: string) => Array.from({ length: count }, (_, i) => ({ page: 'restored', user: `${user}${i}`, at: T0 + 100 + i, duration: 200 }))
+  await writeRecords(topics.input, open(10, 'A').map(eventMessage))
+  // the first 10 are committed: offsets, changelog and an update in R4, in one transaction
+  await waitFor('the update of the open window', async () => {
+    const records = await readTopic(topics.output, { count: 1, timeoutMs: 3_000, settleMs: 200 })
+    return records.some((r) => JSON.parse(r.value ?? '{}').count === 10)
+  }, 30_000)
+  await first.stop('SIGKILL')
+  const second = await startRole(t, 'analytics', env(topics))
+  const [restore] = restores([second])
+  t.ok(restore !== undefined && restore.windows >= 1, 'the restarted instance restored the open window')
+  t.comment(`restore after SIGKILL: ${restore?.ms} ms for ${restore?.records} changelog records`)
+  await writeRecords(topics.input, [...open(5, 'B'), { page: 'restored', user: 'X', at: T0 + 10_000, duration: 1 }].map(eventMessage))
+  const finals = finalTable(await readWindows(topics.output, 1))
+  t.same(finals, [{ page: 'restored', start: T0, end: T0 + SIZE, count: 15, durationSum: 3000, distinctUsers: 15, longViews: 15 }],
+    'the final counts the events before and after the crash exactly once')
+})
+
+t.test('throughput: a backlog of events processed by one instance', async (t) => {
+  const topics = await analyticsTopics(t, 'throughput', 3)
+  const count = 100_000
+  await writeRecords(topics.input, generate(count).map(eventMessage))
+  const spawned = Date.now()
+  const role = await startRole(t, 'analytics', env(topics))
+  const started = Date.now()
+  await waitFor('every event counted and committed', async () => {
+    const metrics = await (await fetch(`${role.url}/metrics`)).text()
+    const counted = Number(/^analytics_events_total\{[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? 0)
+    const committed = Number(/^analytics_transactions_total\{[^}]*result="committed"[^}]*\} (\d+)/m.exec(metrics)?.[1] ?? 0)
+    return counted === count && committed > 0
+  }, 60_000, 20)
+  const seconds = (Date.now() - started) / 1000
+  const withStart = (Date.now() - spawned) / 1000
+  t.comment(`throughput: ${count} events in ${seconds.toFixed(2)} s after ready = ${Math.round(count / seconds)} events/s ` +
+    `(${Math.round(count / withStart)} events/s counting process start, connect and restore)`)
+  const expected = countFromInput(generate(count).map((e) => eventMessage(e).value))
+  // the newest window of each page stays open (nothing later arrived)
+  const closed = expected.filter((row) => expected.some((other) => other.page === row.page && other.start > row.start))
+  const finals = finalTable(await readWindows(topics.output, closed.length, 60_000))
+  t.same(finals, closed, 'and counted exactly')
+})
