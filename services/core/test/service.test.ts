@@ -1,6 +1,5 @@
 import { execFile } from 'node:child_process'
-import { mkdtemp, readFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
@@ -8,6 +7,7 @@ import { commonConfig, createService, loadConfig, type Role } from '@pagestream/
 import { TEST_BROKERS, deleteTopics, uniqueName } from '../../../test/helpers/kafka.js'
 import { ROOT, freePort } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
+import { privateBroker } from '../../../test/helpers/broker.js'
 import { spawn } from 'node:child_process'
 
 const run = promisify(execFile)
@@ -52,25 +52,20 @@ t.test('health, readiness, metrics and errors of a role', async (t) => {
 })
 
 t.test('readiness follows the broker: down when it stops, back when it returns', async (t) => {
-  const port = await freePort()
-  const env = { ...process.env, KAFKA_PORT: String(port), CONTROLLER_PORT: String(await freePort()), BROKER_DATA: await mkdtemp(join(tmpdir(), 'pagestream-flip-')) }
-  const broker = join(ROOT, 'deploy', 'local', 'broker.sh')
-  await run(broker, ['up'], { env })
-  t.teardown(() => run(broker, ['down'], { env }))
-
-  const config = loadConfig(commonConfig('probe', 0), { KAFKA_BROKERS: `localhost:${port}` })
+  const broker = await privateBroker(t)
+  const config = loadConfig(commonConfig('probe', 0), { KAFKA_BROKERS: broker.brokers })
   const fastify = await createService(role(), config, { logger: false })
   t.teardown(() => fastify.close())
   const status = async () => (await fastify.inject('/health/ready')).statusCode
   t.equal(await status(), 200)
 
-  await run(broker, ['stop'], { env })
+  await broker.stop()
   await waitFor('readiness to drop', async () => await status() === 503, 15_000)
   const body = (await fastify.inject('/health/ready')).json()
-  t.match(body.checks.broker.detail, new RegExp(`brokers localhost:${port} do not answer`))
+  t.match(body.checks.broker.detail, new RegExp(`brokers ${broker.brokers} do not answer`))
   t.equal((await fastify.inject('/health/live')).statusCode, 200, 'liveness does not depend on the broker')
 
-  await run(broker, ['up'], { env })
+  await broker.start()
   await waitFor('readiness to return', async () => await status() === 200, 30_000)
   t.pass('ready again after the broker returned')
 })

@@ -1,16 +1,10 @@
-import { execFile } from 'node:child_process'
-import { mkdtemp } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import { promisify } from 'node:util'
 import t from 'tap'
 import { createService, loadConfig } from '@pagestream/core'
 import { role } from '../dist/app.js'
 import { TEST_BROKERS, createTopics, deleteTopics, readTopic, uniqueName } from '../../../test/helpers/kafka.js'
-import { ROOT, freePort, startRole } from '../../../test/helpers/process.js'
+import { startRole } from '../../../test/helpers/process.js'
+import { privateBroker } from '../../../test/helpers/broker.js'
 import { waitFor } from '../../../test/helpers/wait.js'
-
-const run = promisify(execFile)
 
 async function producerService (t: Tap.Test, env: Record<string, string>) {
   const config = loadConfig(role.config, { KAFKA_BROKERS: TEST_BROKERS, LOG_LEVEL: 'silent', ...env })
@@ -98,16 +92,12 @@ t.test('rate limit answers 429 JSON', async (t) => {
 })
 
 t.test('broker unreachable: 503 with Retry-After within seconds, never a hang', async (t) => {
-  const port = await freePort()
-  const env = { ...process.env, KAFKA_PORT: String(port), CONTROLLER_PORT: String(await freePort()), BROKER_DATA: await mkdtemp(join(tmpdir(), 'pagestream-prod-')) }
-  const broker = join(ROOT, 'deploy', 'local', 'broker.sh')
-  await run(broker, ['up'], { env })
-  t.teardown(() => run(broker, ['down'], { env }))
+  const broker = await privateBroker(t)
   const topic = uniqueName('prod-down')
-  const producer = await startRole(t, 'producer', { KAFKA_BROKERS: `localhost:${port}`, PRODUCER_TOPICS: topic, PUBLISH_TIMEOUT_MS: '3000' })
+  const producer = await startRole(t, 'producer', { KAFKA_BROKERS: broker.brokers, PRODUCER_TOPICS: topic, PUBLISH_TIMEOUT_MS: '3000' })
   t.equal((await fetch(`${producer.url}/publish/${topic}/blog`)).status, 200)
 
-  await run(broker, ['stop'], { env })
+  await broker.stop()
   const started = Date.now()
   const refused = await fetch(`${producer.url}/publish/${topic}/blog`, { signal: AbortSignal.timeout(10_000) })
   const elapsed = Date.now() - started

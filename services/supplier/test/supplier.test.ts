@@ -15,6 +15,16 @@ async function status (supplier: RunningRole, method = 'GET', path = '/supplier'
   return await response.json() as Status
 }
 
+/** The status once a paused supplier's last sends were answered (no change over 300 ms). */
+function settledStatus (supplier: RunningRole): Promise<Status> {
+  return waitFor('in-flight sends to settle', async () => {
+    const before = await status(supplier)
+    await new Promise((resolve) => setTimeout(resolve, 300))
+    const after = await status(supplier)
+    return before.sent === after.sent ? after : undefined
+  })
+}
+
 /** Events per second acknowledged over a measured stretch of wall time. */
 async function measureRate (supplier: RunningRole, seconds: number): Promise<number> {
   const first = await status(supplier)
@@ -35,12 +45,7 @@ t.test('supplies at the configured rate, pauses, resumes and re-rates', async (t
 
   const paused = await status(supplier, 'POST', '/supplier/pause')
   t.equal(paused.running, false)
-  const settled = await waitFor('in-flight sends to settle', async () => {
-    const a = await status(supplier)
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    const b = await status(supplier)
-    return a.sent === b.sent ? b : undefined
-  })
+  const settled = await settledStatus(supplier)
   const stillPaused = await measureRate(supplier, 1)
   t.equal(stillPaused, 0, 'no events while paused')
 
@@ -56,12 +61,7 @@ t.test('supplies at the configured rate, pauses, resumes and re-rates', async (t
   t.match(await refused.json(), { message: /body.intervalMs must be milliseconds between events/ })
 
   await status(supplier, 'POST', '/supplier/pause')
-  const final = await waitFor('the last sends to settle', async () => {
-    const a = await status(supplier)
-    await new Promise((resolve) => setTimeout(resolve, 300))
-    const b = await status(supplier)
-    return a.sent === b.sent ? b : undefined
-  })
+  const final = await settledStatus(supplier)
   t.equal(await supplier.stop('SIGTERM'), 0)
   t.ok(supplier.logs().some((l) => l.msg === 'stopping' && l.signal === 'SIGTERM'), 'stopped on SIGTERM')
   const sent = await readTopic(topic, { count: final.sent })
