@@ -62,6 +62,7 @@ build: deps ## Compile every TypeScript package
 test: build ## Run all tests against a real broker (installs what they need)
 	@deploy/local/setup.sh system --test
 	@deploy/local/broker.sh jars
+	@npm run --silent typecheck
 	@npm test
 
 .PHONY: bench

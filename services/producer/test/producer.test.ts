@@ -1,4 +1,5 @@
-import t from 'tap'
+import t, { type Test } from 'tap'
+import type { InjectOptions } from 'fastify'
 import { createService, loadConfig } from '@pagestream/core'
 import { role } from '../dist/app.js'
 import { TEST_BROKERS, createTopics, deleteTopics, readTopic, uniqueName } from '../../../test/helpers/kafka.js'
@@ -6,7 +7,7 @@ import { startRole } from '../../../test/helpers/process.js'
 import { privateBroker } from '../../../test/helpers/broker.js'
 import { waitFor } from '../../../test/helpers/wait.js'
 
-async function producerService (t: Tap.Test, env: Record<string, string>) {
+async function producerService (t: Test, env: Record<string, string>) {
   const config = loadConfig(role.config, { KAFKA_BROKERS: TEST_BROKERS, LOG_LEVEL: 'silent', ...env })
   const fastify = await createService(role, config, { logger: false })
   t.teardown(() => fastify.close())
@@ -55,7 +56,7 @@ t.test('refusals are 4xx JSON naming the problem, and nothing is written', async
   t.teardown(() => deleteTopics([allowed]))
   const fastify = await producerService(t, { PRODUCER_TOPICS: allowed, EVENTS_MAX_BATCH: '3', BODY_LIMIT_BYTES: '2048' })
 
-  const cases: Array<[string, Parameters<typeof fastify.inject>[0], number, RegExp]> = [
+  const cases: Array<[string, InjectOptions | string, number, RegExp]> = [
     ['a topic off the allow-list', `/publish/${offList}/blog`, 403, new RegExp(`"${offList}" is not open for publishing \\(allowed: ${allowed}\\)`)],
     ['a Kafka-internal topic', '/publish/__consumer_offsets/blog', 403, /internal to the broker/],
     ['an illegal topic name', { method: 'POST', url: '/events/bad$name', payload: event }, 400, /invalid topic name/],
