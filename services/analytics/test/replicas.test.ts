@@ -1,0 +1,42 @@
+import t from 'tap'
+import { writeRecords } from '../../../test/helpers/kafka.js'
+import { startRole } from '../../../test/helpers/process.js'
+import { analyticsTopics, eventMessage, finalTable, readWindows, type PageEventSpec } from './fixture.js'
+
+const T0 = Date.parse('2024-01-01T00:00:00.000Z')
+const PAGES = Array.from({ length: 12 }, (_, i) => `page-${i}`)
+
+function events (count: number): PageEventSpec[] {
+  const list = Array.from({ length: count }, (_, i) => ({ page: PAGES[(i * 5 + 1) % PAGES.length]!, user: `U${(i * 11) % 40}`, at: T0 + i * 3, duration: (i * 53) % 400 }))
+  return [...list, ...PAGES.map((page) => ({ page, user: 'flush', at: T0 + count * 3 + 60_000, duration: 0 }))]
+}
+
+async function owned (url: string): Promise<string> {
+  const ready = await (await fetch(`${url}/health/ready`)).json() as { checks: { processor: { detail: string } } }
+  return ready.checks.processor.detail
+}
+
+t.test('two replicas sharing the input partitions give the same finals as one instance', async (t) => {
+  const topics = await analyticsTopics(t, 'replicas', 3)
+  const single = await analyticsTopics(t, 'single', 1)
+  const common = { ANALYTICS_INPUT_TOPIC: topics.input, WINDOW_SIZE_MS: '2000', WINDOW_GRACE_MS: '500', COMMIT_INTERVAL_MS: '100' }
+  // one instance, its own group and output
+  await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: single.output, ANALYTICS_GROUP_ID: single.group, ANALYTICS_INSTANCE_ID: 'only' })
+  // two replicas in another group, writing to another output
+  const a = await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: topics.output, ANALYTICS_GROUP_ID: topics.group, ANALYTICS_INSTANCE_ID: 'a' })
+  const b = await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: topics.output, ANALYTICS_GROUP_ID: topics.group, ANALYTICS_INSTANCE_ID: 'b' })
+  const input = events(12_000)
+  await writeRecords(topics.input, input.map(eventMessage))
+
+  const windows = new Set(input.filter((e) => e.user !== 'flush').map((e) => `${e.page}@${Math.floor(e.at / 2000)}`)).size
+  const one = finalTable(await readWindows(single.output, windows, 60_000))
+  const two = finalTable(await readWindows(topics.output, windows, 60_000))
+  t.equal(one.length, windows, `the single instance closed all ${windows} windows`)
+  t.equal(two.length, windows, 'so did the pair, each window once')
+  t.same(two, one, 'identical finals')
+  t.equal(one.reduce((sum, row) => sum + row.count, 0), 12_000, 'and together they count every event once')
+  const [ownedA, ownedB] = [await owned(a.url), await owned(b.url)]
+  t.comment(`replica a ${ownedA}; replica b ${ownedB}`)
+  t.notMatch(ownedA, /\[\]$/, 'replica a owns partitions')
+  t.notMatch(ownedB, /\[\]$/, 'replica b owns partitions')
+})
