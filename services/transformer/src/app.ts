@@ -19,6 +19,10 @@ const config = {
     description: 'stable name of this replica (transactional.id and group.instance.id are derived from it); a restart with the same name fences its predecessor',
   }),
   TRANSFORMER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 10_000, default: 500, description: 'most input records per transaction' }),
+  TRANSFORMER_DELIVERY_TIMEOUT_MS: Type.Integer({
+    minimum: 1_000, maximum: 50_000, default: 30_000,
+    description: 'longest wait for the broker to acknowledge a transaction\'s records before the transaction is aborted and retried',
+  }),
 }
 
 type TransformerConfig = StaticDecode<TObject<typeof config>>
@@ -53,6 +57,7 @@ async function transformer (fastify: FastifyInstance, { config }: { config: Tran
     groupId: config.TRANSFORMER_GROUP_ID,
     instanceId: `${config.TRANSFORMER_GROUP_ID}-${config.TRANSFORMER_INSTANCE_ID}`,
     batchSize: config.TRANSFORMER_BATCH_SIZE,
+    deliveryTimeoutMs: config.TRANSFORMER_DELIVERY_TIMEOUT_MS,
   }, fastify.log.child({ component: 'transformer' }), transformerMetrics(fastify.metrics))
   fastify.addHook('onClose', async () => {
     await processor.stop()

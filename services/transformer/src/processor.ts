@@ -14,6 +14,8 @@ export interface ProcessorSettings {
   instanceId: string
   /** Most input records one transaction carries. */
   batchSize: number
+  /** message.timeout.ms: below the transaction timeout, so a stuck send fails the transaction first. */
+  deliveryTimeoutMs: number
 }
 
 /** What a transaction did, for metrics. */
@@ -101,7 +103,7 @@ export class TransformProcessor {
   }
 
   async #connectProducer (): Promise<Producer> {
-    const producer = this.client.producer(producerProperties({ transactionalId: this.settings.instanceId }))
+    const producer = this.client.producer(producerProperties({ transactionalId: this.settings.instanceId, deliveryTimeoutMs: this.settings.deliveryTimeoutMs }))
     await producer.connect()
     return producer
   }
