@@ -306,7 +306,8 @@ export class WindowProcessor {
     if (partitions.length === 0 || this.#consumer === undefined) return result
     const topic = this.#options.topics.input
     const offsets = await this.#consumer.committed(partitions.map((partition) => ({ topic, partition })), 30_000)
-    for (const { partition, offset } of offsets) result.set(partition, Number(offset) >= 0 ? String(offset) : null)
+    // no commit yet reads as offset null (or librdkafka's -1001)
+    for (const { partition, offset } of offsets) result.set(partition, offset !== null && offset !== undefined && Number(offset) >= 0 ? String(offset) : null)
     return result
   }
 

@@ -1,4 +1,7 @@
-import { Type, type Static } from '@sinclair/typebox'
+import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
+
+// TypeBox checks formats only when registered; Fastify's own validator knows date-time already
+if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', (value) => /^\d{4}-\d{2}-\d{2}T/.test(value) && !Number.isNaN(Date.parse(value)))
 
 /** How event time is cut into windows: tumbling when advance equals size, hopping when it is smaller. */
 export interface WindowSpec {

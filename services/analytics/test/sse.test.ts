@@ -1,0 +1,118 @@
+import t from 'tap'
+import type { FastifyInstance } from 'fastify'
+import { writeRecords } from '../../../test/helpers/kafka.js'
+import { waitFor } from '../../../test/helpers/wait.js'
+import { connect } from 'node:net'
+import { analyticsTopics, eventMessage, startAnalytics, topicEnv } from './fixture.js'
+import { SseClient } from './sse-client.js'
+
+async function listening (fastify: FastifyInstance): Promise<string> {
+  await fastify.listen({ host: '127.0.0.1', port: 0 })
+  const address = fastify.server.address()
+  return `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
+}
+
+async function metric (fastify: FastifyInstance, pattern: RegExp): Promise<number> {
+  const text = (await fastify.inject('/metrics')).body
+  return Number(pattern.exec(text)?.[1] ?? 0)
+}
+
+t.test('rolling totals: events of the last 5 s on /analytics, durations of the last 30 s on /analyticsAggregate', async (t) => {
+  const topics = await analyticsTopics(t, 'sse-rolling')
+  // 1 s windows: the rolling 5 s total covers (now - 5 s - up to 1 s, now]
+  const fastify = await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '60000', SSE_INTERVAL_MS: '200' })
+  const base = await listening(fastify)
+  const counts = await SseClient.open(`${base}/analytics`)
+  const durations = await SseClient.open(`${base}/analyticsAggregate`)
+  t.teardown(() => { counts.close(); durations.close() })
+  t.equal(counts.status, 200)
+  t.match(counts.response?.headers['content-type'], /^text\/event-stream/)
+
+  const now = Date.now()
+  const older = Array.from({ length: 4 }, (_, i) => ({ page: 'rolling', user: `O${i}`, at: now - 15_000, duration: 1000 }))
+  const recent = Array.from({ length: 7 }, (_, i) => ({ page: 'rolling', user: `R${i}`, at: now - 1_500, duration: 10 }))
+  await writeRecords(topics.input, [...older, ...recent].map(eventMessage))
+
+  await waitFor('/analytics to count the 7 recent events', () => counts.latest()?.rolling === 7, 15_000)
+  await waitFor('/analyticsAggregate to sum all 11 durations', () => durations.latest()?.rolling === 4 * 1000 + 7 * 10, 15_000)
+  t.pass('the rolling count holds the events of the last 5 s and only those')
+  const windows = await fastify.inject(`/api/pages/rolling/windows?from=${new Date(now - 20_000).toISOString()}&to=${new Date(now).toISOString()}`)
+  t.equal(windows.statusCode, 200)
+  const body = windows.json() as { windows: Array<{ count: number, windowStart: string }> }
+  t.same(body.windows.map((w) => w.count), [4, 7], 'the query API lists both windows of the range, oldest first')
+  t.equal((await fastify.inject('/api/pages/rolling/windows?from=2024-01-02T00:00:00Z&to=2024-01-01T00:00:00Z')).statusCode, 400)
+  t.equal((await fastify.inject('/api/pages/rolling/windows?from=yesterday')).statusCode, 400)
+
+  // once the recent events are older than 5 s the page reads 0: still listed, not missing
+  await waitFor('the rolling count to fall back to 0', () => counts.latest()?.rolling === 0, 10_000)
+  t.ok(Date.now() - (now - 1_500) >= 5_000, 'it fell only after the events were 5 s old')
+  t.same(counts.latest(), { rolling: 0 }, 'a quiet page reads 0')
+})
+
+t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, slow clients dropped', async (t) => {
+  const topics = await analyticsTopics(t, 'sse-etiquette')
+  const fastify = await startAnalytics(t, {
+    ...topicEnv(topics), SSE_INTERVAL_MS: '20', SSE_HEARTBEAT_MS: '200', SSE_MAX_CLIENTS: '3', SSE_CLIENT_BUFFER_BYTES: '65536', SSE_REPLAY_EVENTS: '1000',
+  })
+  const base = await listening(fastify)
+
+  const first = await SseClient.open(`${base}/analytics`)
+  await waitFor('a few events', () => first.events.length >= 5)
+  t.ok(first.events.every((e) => e.id !== undefined && /^\d+$/.test(e.id)), 'every event has an id')
+  await waitFor('a heartbeat comment', () => first.comments.includes('heartbeat'), 5_000)
+  t.pass('heartbeat seen')
+  first.close()
+  const seen = first.events.slice(0, 5)
+  const resumed = await SseClient.open(`${base}/analytics`, { 'last-event-id': seen[1]!.id! })
+  await waitFor('the replay', () => resumed.events.length >= 3)
+  t.same(resumed.events.slice(0, 3).map((e) => e.id), seen.slice(2, 5).map((e) => e.id), 'resume replays what followed Last-Event-ID, in order')
+  resumed.close()
+  const fresh = await SseClient.open(`${base}/analytics`, { 'last-event-id': '999999999' })
+  await waitFor('an event', () => fresh.events.length >= 1)
+  t.ok(Number(fresh.events[0]!.id) > Number(seen[4]!.id), 'an unknown Last-Event-ID starts from the newest event')
+  fresh.close()
+  await waitFor('closed clients to be gone', async () => await metric(fastify, /^analytics_sse_clients\{[^}]*channel="analytics"[^}]*\} (\d+)/m) === 0)
+
+  const open = await Promise.all([SseClient.open(`${base}/analytics`), SseClient.open(`${base}/analyticsAggregate`), SseClient.open(`${base}/analytics`)])
+  const refused = await SseClient.open(`${base}/analytics`)
+  t.equal(refused.status, 503, 'beyond SSE_MAX_CLIENTS: 503')
+  t.equal(refused.response?.headers['retry-after'], '5')
+  t.match(JSON.parse(refused.body), { statusCode: 503, error: 'Service Unavailable', message: /at most 3/ })
+  for (const client of open) client.close()
+  await waitFor('the slots to free up', async () => (await fastify.inject('/metrics')).body.match(/^analytics_sse_clients\{/gm) === null, 5_000)
+
+  // big snapshots (many pages) every 20 ms: a client that never reads fills its buffers fast
+  const pages = Array.from({ length: 1500 }, (_, i) => ({ page: `a-page-with-a-rather-long-name-${String(i).padStart(5, '0')}`, user: 'U', at: Date.now(), duration: 1 }))
+  await writeRecords(topics.input, pages.map(eventMessage))
+  const reader = await SseClient.open(`${base}/analytics`)
+  t.teardown(() => reader.close())
+  await waitFor('snapshots with every page', () => Object.keys(reader.latest() ?? {}).length === pages.length, 20_000)
+  const stalled = connect({ host: '127.0.0.1', port: Number(new URL(base).port) })
+  let stalledClosed = false
+  stalled.on('close', () => { stalledClosed = true })
+  stalled.on('error', () => {})
+  stalled.write('GET /analytics HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n')
+  stalled.pause()
+  t.teardown(() => stalled.destroy())
+  const heapBefore = process.memoryUsage().heapUsed
+  await waitFor('the non-reading client to be dropped', async () => await metric(fastify, /^analytics_sse_clients_dropped_total\{[^}]*\} (\d+)/m) >= 1, 30_000)
+  t.ok(process.memoryUsage().heapUsed - heapBefore < 64 * 1024 * 1024, 'heap stayed bounded while it did not read')
+  stalled.resume()
+  await waitFor('its connection to be closed', () => stalledClosed, 10_000)
+  const before = reader.events.length
+  await waitFor('the reading client to go on receiving', () => reader.events.length > before + 5)
+  t.equal(await metric(fastify, /^analytics_sse_clients_dropped_total\{[^}]*\} (\d+)/m), 1, 'only the stalled client was dropped')
+})
+
+t.test('closing the service ends the event streams', async (t) => {
+  const topics = await analyticsTopics(t, 'sse-close')
+  const fastify = await startAnalytics(t, { ...topicEnv(topics), SSE_INTERVAL_MS: '50' })
+  const base = await listening(fastify)
+  const client = await SseClient.open(`${base}/analytics`)
+  let ended = false
+  client.response?.on('close', () => { ended = true })
+  await waitFor('an event', () => client.events.length >= 1)
+  await fastify.close()
+  await waitFor('the stream to end', () => ended, 5_000)
+  t.pass('stream ended on close')
+})
