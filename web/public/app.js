@@ -149,4 +149,5 @@ window.pagestream = {
   measure: () => measure,
   chartedPages: () => chart.seriesSet.map((entry) => [...series[measure]].find(([, s]) => s === entry.timeSeries)?.[0]).filter(Boolean).sort(),
   lastValues: (kind) => Object.fromEntries([...series[kind]].map(([page, s]) => [page, s.data.at(-1)?.[1]])),
+  points: (kind) => Math.min(...[...series[kind].values()].map((s) => s.data.length)),
 }
