@@ -1,15 +1,20 @@
 // The Helm chart, proved without a cluster: helm lint, helm template of every ci scenario, every
 // rendered object validated against the pinned Kubernetes OpenAPI schemas, and the properties the
 // design asks for asserted on the rendered objects. Role settings come from the roles' own schemas.
-import { readFileSync } from 'node:fs'
+import { execFile } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { promisify } from 'node:util'
 import t from 'tap'
 import { parse, parseDocument, isMap, isScalar, isSeq, type Node } from 'yaml'
 import { ConfigError, loadConfig } from '@pagestream/core'
 import { CHART, type KubeObject, find, helm, one, renderChart, renderNotes, scenarios } from './helpers/helm.js'
 import { type KubeValidator, kubernetesValidator } from './helpers/kube-schema.js'
+import { ROOT } from './helpers/process.js'
 import { ROLES, type RoleName, type RoleSchema, loadRoles, requiredVariables } from './helpers/roles.js'
 
+const run = promisify(execFile)
 const RELEASE = 'demo'
 const NAMESPACE = 'pagestream'
 const fullname = `${RELEASE}-pagestream`
@@ -318,7 +323,7 @@ t.test('the Ingress routes the dashboard and the producer, with the settings SSE
   const values = scenarioValues('production')
   t.equal(production.spec.rules[0].host, values.ingress.host)
   t.same(production.spec.tls, [{ hosts: [values.ingress.host], secretName: values.ingress.tls.secretName }])
-  t.equal(production.metadata.annotations['cert-manager.io/cluster-issuer'], 'letsencrypt', 'user annotations are kept beside the SSE ones')
+  t.equal(production.metadata.annotations?.['cert-manager.io/cluster-issuer'], 'letsencrypt', 'user annotations are kept beside the SSE ones')
   t.same(find(scenario('external-brokers'), 'Ingress'), [], 'ingress.enabled=false renders none')
 })
 
@@ -385,11 +390,12 @@ t.test('the helm test pod checks every enabled role of the release', async (t) =
     t.same(env.ROLE_URLS.split(' ').sort(), expected.sort(), `${name}: it asks every role's Service`)
     t.match(pod.spec.containers[0].args[0], /\/health\/ready/)
     t.equal(pod.spec.containers[0].image, deployments(objects)[0]?.spec.template.spec.containers[0].image, 'with the release image, no extra image to pull')
-    const clientLabel = Object.keys(pod.metadata.labels).find((k) => pod.metadata.labels[k] === 'true')
+    const labels = pod.metadata.labels ?? {}
+    const clientLabel = Object.keys(labels).find((k) => labels[k] === 'true')
     if (find(objects, 'NetworkPolicy').length > 0) {
       const rolePolicies = find(objects, 'NetworkPolicy').filter((p) => (ROLES as readonly string[]).includes(roleOf(p)))
       const allowed = rolePolicies.filter((p) => p.spec.ingress?.some((rule: any) => rule.from?.some((peer: any) =>
-        peer.podSelector?.matchLabels && !peer.namespaceSelector && Object.entries(peer.podSelector.matchLabels).every(([k, v]) => pod.metadata.labels[k] === v))))
+        peer.podSelector?.matchLabels && !peer.namespaceSelector && Object.entries(peer.podSelector.matchLabels).every(([k, v]) => labels[k] === v))))
       t.equal(allowed.length, deployments(objects).length, `${name}: every role's NetworkPolicy lets the test pod (${clientLabel}) in`)
     }
   }
@@ -438,4 +444,47 @@ t.test('values.yaml documents every value (## @param) and values.schema.json kno
   t.match(typo.stderr, /analytic/)
   const badPort = await helm(['template', RELEASE, CHART, '--set', 'roles.producer.port=80000'])
   t.not(badPort.code, 0, 'an impossible port is refused')
+})
+
+t.test('deploy/kind: ingress ports on the host, and the scripts install exactly what this test renders', async (t) => {
+  const cluster = parse(readFileSync(join(ROOT, 'deploy', 'kind', 'cluster.yaml'), 'utf8'))
+  t.equal(cluster.apiVersion, 'kind.x-k8s.io/v1alpha4')
+  const [node] = cluster.nodes
+  t.same(node.labels, { 'ingress-ready': 'true' }, 'ingress-nginx\'s kind manifest schedules on this label')
+  t.same(node.extraPortMappings.map((m: any) => [m.containerPort, m.hostPort]), [[80, 80], [443, 443]])
+  const scripts = ['deploy/kind/cluster.sh', 'deploy/minikube/cluster.sh', 'deploy/local/docker.sh']
+  for (const script of scripts) {
+    const syntax = await run('bash', ['-n', join(ROOT, script)]).then(() => 0, (err: { code: number }) => err.code)
+    t.equal(syntax, 0, `${script} parses`)
+  }
+  const kindScript = readFileSync(join(ROOT, 'deploy', 'kind', 'cluster.sh'), 'utf8')
+  const controllerNamespace = /--namespace (\S+) --for=condition=ready/.exec(kindScript)?.[1]
+  const defaults = parse(readFileSync(join(CHART, 'values.yaml'), 'utf8'))
+  t.equal(controllerNamespace, defaults.networkPolicy.ingressController.namespaceSelector['kubernetes.io/metadata.name'], 'the NetworkPolicy admits the controller the script installs')
+
+  // stand-ins for kubectl and helm record how the script calls them
+  const bin = mkdtempSync(join(tmpdir(), 'pagestream-kind-'))
+  t.teardown(() => rmSync(bin, { recursive: true, force: true }))
+  const calls = join(bin, 'calls')
+  const recorder = (answer: string) => `#!/bin/sh\nprintf '%s\\n' "$(basename "$0") $*" >> "${calls}"\n${answer}\n`
+  writeFileSync(join(bin, 'kubectl'), recorder('case "$*" in *jsonpath*) printf "pagestream-analytics" ;; esac'), { mode: 0o755 })
+  writeFileSync(join(bin, 'helm'), recorder(''), { mode: 0o755 })
+  const env = { ...process.env, PATH: `${bin}:${process.env.PATH}`, IMAGE: 'pagestream:dev' }
+  await run(join(ROOT, 'deploy', 'kind', 'cluster.sh'), ['install'], { env })
+  await run(join(ROOT, 'deploy', 'kind', 'cluster.sh'), ['port-forward'], { env })
+  const recorded = readFileSync(calls, 'utf8').trim().split('\n')
+  t.ok(recorded.includes('kubectl label namespace pagestream --overwrite pod-security.kubernetes.io/enforce=restricted pod-security.kubernetes.io/warn=restricted'), 'the namespace enforces the restricted Pod Security Standard')
+  const install = recorded.find((line) => line.startsWith('helm upgrade --install'))?.split(' ') ?? []
+  t.same(install.slice(0, 6), ['helm', 'upgrade', '--install', 'pagestream', CHART, '--namespace'])
+  t.ok(recorded.includes('helm test pagestream --namespace pagestream --logs'), 'then helm test')
+  // the same arguments, rendered for real
+  const args = install.slice(3).filter((a) => !['--wait', '--timeout', '10m'].includes(a))
+  const objects = await renderChart({ values: [args[args.indexOf('--values') + 1] ?? ''], set: args.flatMap((a, i) => args[i - 1] === '--set' ? [a] : []), release: 'pagestream', namespace: 'pagestream' })
+  const producer = one(objects, 'Deployment', 'pagestream-producer').spec.template.spec.containers[0]
+  t.equal(producer.image, 'pagestream:dev', 'the image kind loaded')
+  t.equal(producer.imagePullPolicy, 'Never', 'never pulled from a registry')
+  const notes = await renderNotes({ values: [join(CHART, 'ci', 'kind-values.yaml')], release: 'pagestream', namespace: 'pagestream' })
+  const forward = recorded.find((line) => line.includes(' port-forward ')) ?? ''
+  t.equal(forward, 'kubectl --namespace pagestream port-forward service/pagestream-analytics 8080:8080')
+  t.match(notes, forward, 'make port-forward runs the command NOTES.txt prints')
 })

@@ -84,8 +84,9 @@ export async function kubernetesValidator (): Promise<KubeValidator> {
         validator = ajv.compile({ $ref: `k8s#/components/schemas/${name}` })
         compiled.set(name, validator)
       }
+      const where = `${object.kind}/${object.metadata?.name}`
       if (validator(object)) return []
-      return (validator.errors ?? []).map((e) => `${object.kind}/${object.metadata?.name}: ${e.instancePath || '/'} ${e.message ?? ''}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`)
+      return (validator.errors ?? []).map((e) => `${where}: ${e.instancePath || '/'} ${e.message ?? ''}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`)
     },
   }
 }
