@@ -1,9 +1,11 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { writeRecords } from '../../../test/helpers/kafka.js'
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { TEST_BROKERS, writeRecords } from '../../../test/helpers/kafka.js'
 import { waitFor } from '../../../test/helpers/wait.js'
 import { connect } from 'node:net'
-import { analyticsTopics, eventMessage, startAnalytics, topicEnv } from './fixture.js'
+import { analyticsTopics, eventMessage, finalTable, readWindows, startAnalytics, topicEnv } from './fixture.js'
 import { SseClient } from './sse-client.js'
 
 async function listening (fastify: FastifyInstance): Promise<string> {
@@ -115,4 +117,32 @@ t.test('closing the service ends the event streams', async (t) => {
   await fastify.close()
   await waitFor('the stream to end', () => ended, 5_000)
   t.pass('stream ended on close')
+})
+
+t.test('events written by a client that is not ours (kcat) show exact counts on /analytics and in R4', async (t) => {
+  const topics = await analyticsTopics(t, 'sse-kcat')
+  const fastify = await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '5000', WINDOW_GRACE_MS: '0', SSE_INTERVAL_MS: '200' })
+  const base = await listening(fastify)
+  const counts = await SseClient.open(`${base}/analytics`)
+  t.teardown(() => counts.close())
+  // the middle of the current 5 s window, so that all five fall into one window
+  const now = Math.floor(Date.now() / 5000) * 5000 + 2500
+  // the lab's Jackson writes java.util.Date as epoch milliseconds; ISO 8601 is accepted as well
+  const lines = [
+    ...Array.from({ length: 4 }, (_, i) => `kcat-page:{"name":"kcat-page","user":"K${i}","date":${now - 10 * i},"duration":${100 + i}}`),
+    `kcat-page:{"name":"kcat-page","user":"K9","date":"${new Date(now).toISOString()}","duration":1}`,
+  ]
+  const kcat = spawn('kcat', ['-b', TEST_BROKERS, '-t', topics.input, '-P', '-K:'], { stdio: ['pipe', 'ignore', 'pipe'] })
+  let stderr = ''
+  kcat.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
+  kcat.stdin.end(`${lines.join('\n')}\n`)
+  const [code] = await once(kcat, 'exit') as [number | null]
+  t.equal(code, 0, `kcat wrote the events ${stderr}`)
+
+  await waitFor('/analytics to show the 5 events', () => counts.latest()?.['kcat-page'] === 5, 15_000)
+  t.pass('/analytics counts exactly the 5 events')
+  // a later event closes the window, so that R4 gets its final record
+  await writeRecords(topics.input, [eventMessage({ page: 'kcat-page', user: 'later', at: now + 20_000, duration: 0 })])
+  const [final] = finalTable(await readWindows(topics.output, 1))
+  t.match(final, { page: 'kcat-page', count: 5, durationSum: 100 + 101 + 102 + 103 + 1, distinctUsers: 5, longViews: 3 }, 'and R4 holds the exact final window')
 })
