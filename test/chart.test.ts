@@ -173,6 +173,9 @@ t.test('standard labels, and selectors that select what they should', async (t) 
       const others = deployments(objects).filter((d) => d !== deployment)
       t.notOk(others.some((d) => Object.entries(service.spec.selector).every(([k, v]) => d.spec.template.metadata.labels[k] === v)), 'and no other role')
       t.same(one(objects, 'PodDisruptionBudget', `${fullname}-${role}`).spec.selector.matchLabels, selector)
+      for (const constraint of deployment.spec.template.spec.topologySpreadConstraints ?? []) {
+        t.same(constraint.labelSelector.matchLabels, selector, `${name}: ${role} pods spread among themselves`)
+      }
       const container = deployment.spec.template.spec.containers[0]
       t.equal(service.spec.ports[0].targetPort, 'http')
       t.equal(container.ports.find((p: any) => p.name === 'http')?.containerPort, service.spec.ports[0].port, `${name}: ${role} Service port is the container's`)
