@@ -14,7 +14,7 @@ export interface ProcessorSettings {
   instanceId: string
   /** Most input records one transaction carries. */
   batchSize: number
-  /** message.timeout.ms: below the transaction timeout, so a stuck send fails the transaction first. */
+  /** message.timeout.ms; the transaction timeout is 10 s more, so a stuck send fails the transaction first. */
   deliveryTimeoutMs: number
 }
 
@@ -52,6 +52,7 @@ export class TransformProcessor {
   #consecutiveFailures = 0
   #lastError: string | undefined
   #closing = false
+  readonly #stopping = new AbortController()
   #batchInFlight = false
 
   constructor (
@@ -93,6 +94,7 @@ export class TransformProcessor {
   /** Lets the batch in flight finish its transaction, then closes the consumer and the producer. */
   async stop (): Promise<void> {
     this.#closing = true
+    this.#stopping.abort()
     this.log.info({ batchInFlight: this.#batchInFlight }, 'stopping the transformer')
     await this.#consumer?.disconnect()
     const producer = this.#producer
@@ -103,7 +105,14 @@ export class TransformProcessor {
   }
 
   async #connectProducer (): Promise<Producer> {
-    const producer = this.client.producer(producerProperties({ transactionalId: this.settings.instanceId, deliveryTimeoutMs: this.settings.deliveryTimeoutMs }))
+    const producer = this.client.producer({
+      ...producerProperties({ transactionalId: this.settings.instanceId, deliveryTimeoutMs: this.settings.deliveryTimeoutMs }),
+      // how long a transaction left open by a crashed instance that never returns (a new pod name) blocks
+      // read_committed readers of the output and the committed offsets of the input, until the broker aborts it
+      'transaction.timeout.ms': this.settings.deliveryTimeoutMs + 10_000,
+      // librdkafka refuses a transactional producer whose socket timeout exceeds the transaction timeout
+      'socket.timeout.ms': Math.min(60_000, this.settings.deliveryTimeoutMs + 10_000),
+    })
     await producer.connect()
     return producer
   }
@@ -202,6 +211,7 @@ export class TransformProcessor {
 
   async #backoff (): Promise<void> {
     if (this.#closing) return
-    await sleep(Math.min(100 * 2 ** Math.min(this.#consecutiveFailures, 6), 5_000))
+    await sleep(Math.min(100 * 2 ** Math.min(this.#consecutiveFailures, 6), 5_000), undefined, { signal: this.#stopping.signal })
+      .catch(() => {}) // stopped: cut the wait short
   }
 }
