@@ -30,7 +30,8 @@ export class PartitionReader {
     this.#consumer = consumer
   }
 
-  static async connect (connection: Record<string, string>, groupId: string): Promise<PartitionReader> {
+  /** fetchWaitMs: short for reading to the end (the fetch response tells the end), longer for following. */
+  static async connect (connection: Record<string, string>, groupId: string, fetchWaitMs: number): Promise<PartitionReader> {
     const consumer = new ckjs.KafkaConsumer({
       ...connection,
       // never joins this group and never commits: assign() only; librdkafka still wants a group id
@@ -39,10 +40,12 @@ export class PartitionReader {
       'enable.partition.eof': true,
       'isolation.level': 'read_committed',
       'auto.offset.reset': 'earliest',
-      'fetch.wait.max.ms': 100,
+      'fetch.wait.max.ms': fetchWaitMs,
       'allow.auto.create.topics': false,
     }, {})
-    consumer.setDefaultConsumeTimeout(200)
+    consumer.setDefaultConsumeTimeout(100)
+    // return what is there as soon as something is, instead of waiting out the timeout for a full batch
+    ;(consumer as unknown as { setDefaultIsTimeoutOnlyForFirstMessage(only: boolean): void }).setDefaultIsTimeoutOnlyForFirstMessage(true)
     await new Promise<void>((resolve, reject) => {
       consumer.connect({ timeout: 10_000 }, (err) => { if (err) reject(err); else resolve() })
     })

@@ -71,6 +71,8 @@ export class WindowProcessor {
   #timer: NodeJS.Timeout | undefined
   #joined = false
   #restoring = false
+  /** Assigned partitions whose state could not be restored yet. */
+  readonly #unrestored = new Set<number>()
   #stopping = false
   lastRestore: RestoreReport | undefined
 
@@ -106,6 +108,7 @@ export class WindowProcessor {
   readiness (): { ok: boolean, detail?: string } {
     if (!this.#joined) return { ok: false, detail: 'waiting for a partition assignment' }
     if (this.#restoring) return { ok: false, detail: 'restoring window state from the changelog' }
+    if (this.#unrestored.size > 0) return { ok: false, detail: `state of partitions [${[...this.#unrestored].join(',')}] not restored yet` }
     return { ok: true, detail: `owns partitions [${[...this.#owned.keys()].sort((a, b) => a - b).join(',')}]` }
   }
 
@@ -115,7 +118,7 @@ export class WindowProcessor {
 
   async start (): Promise<void> {
     const { client, topics, groupId, instanceId } = this.#options
-    this.#reader = await PartitionReader.connect(this.#options.connection, `${groupId}-restore-${instanceId}`)
+    this.#reader = await PartitionReader.connect(this.#options.connection, `${groupId}-restore-${instanceId}`, 10)
     // connect() runs initTransactions: it fences an earlier incarnation and aborts its open transaction
     this.#producer = await this.#connectProducer()
     const consumer = client.consumer({
@@ -202,6 +205,7 @@ export class WindowProcessor {
     const producer = this.#producer
     const consumer = this.#consumer
     if (producer === undefined || consumer === undefined) return
+    if (this.#unrestored.size > 0) await this.#retryRestore()
     const work = [...this.#owned].filter(([, owned]) => owned.windows.hasPending() || owned.side.length > 0 || owned.nextOffset !== undefined)
     if (work.length === 0) return
     const { topics } = this.#options
@@ -280,25 +284,48 @@ export class WindowProcessor {
     return this.#queue.run(async () => {
       if (kind === 'revoke') {
         // uncommitted work is dropped: the next owner starts from the last commit, state and offsets alike
-        for (const partition of partitions) this.#owned.delete(partition)
+        for (const partition of partitions) {
+          this.#owned.delete(partition)
+          this.#unrestored.delete(partition)
+        }
         this.#log.info({ partitions }, 'partitions revoked')
         return
       }
       this.#restoring = true
       try {
-        const committed = await this.#committedOffsets(partitions)
-        await this.#restore(partitions, committed)
-        // start exactly where the restored state ends, whatever seek an earlier rewind left pending
-        for (const [partition, offset] of committed) this.#seek(partition, offset)
-        this.#log.info({ partitions, offsets: Object.fromEntries(committed) }, 'partitions assigned')
+        await this.#take(partitions)
       } catch (err) {
-        this.#log.error({ err, partitions }, 'restoring assigned partitions failed')
-        throw err
+        // their batches are skipped until a later commit cycle restores them
+        for (const partition of partitions) this.#unrestored.add(partition)
+        this.#log.error({ err, partitions }, 'restoring assigned partitions failed; retrying at the next commit interval')
       } finally {
         this.#restoring = false
         this.#joined = true
       }
     })
+  }
+
+  /** Restores partitions and positions the consumer at their committed offsets. */
+  async #take (partitions: number[]): Promise<void> {
+    const committed = await this.#committedOffsets(partitions)
+    await this.#restore(partitions, committed)
+    // start exactly where the restored state ends, whatever seek an earlier rewind left pending
+    for (const [partition, offset] of committed) this.#seek(partition, offset)
+    this.#log.info({ partitions, offsets: Object.fromEntries(committed) }, 'partitions assigned')
+  }
+
+  async #retryRestore (): Promise<void> {
+    const topic = this.#options.topics.input
+    const assigned = new Set((this.#consumer?.assignment() ?? []).filter((tp) => tp.topic === topic).map((tp) => tp.partition))
+    const partitions = [...this.#unrestored].filter((partition) => assigned.has(partition))
+    this.#unrestored.clear()
+    if (partitions.length === 0) return
+    try {
+      await this.#take(partitions)
+    } catch (err) {
+      for (const partition of partitions) this.#unrestored.add(partition)
+      this.#log.error({ err, partitions }, 'restoring assigned partitions failed again')
+    }
   }
 
   async #committedOffsets (partitions: number[]): Promise<Map<number, string | null>> {

@@ -28,7 +28,7 @@ export class ViewFeed {
     const { admin, connection, topic, view, log } = this.options
     const [metadata] = await admin.fetchTopicMetadata({ topics: [topic] })
     const partitions = (metadata?.partitions ?? []).map((p) => p.partitionId)
-    const reader = await PartitionReader.connect(connection, `pagestream-analytics-view-${randomUUID()}`)
+    const reader = await PartitionReader.connect(connection, `pagestream-analytics-view-${randomUUID()}`, 100)
     this.#reader = reader
     const offsets = await reader.offsetsForTime(topic, partitions, Date.now() - view.retentionMs)
     for (const partition of partitions) this.#catchingUp.add(partition)

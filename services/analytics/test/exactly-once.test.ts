@@ -2,7 +2,7 @@ import t from 'tap'
 import { readTopic, testKafka, writeRecords } from '../../../test/helpers/kafka.js'
 import { type RunningRole, startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
-import { analyticsTopics, eventMessage, finalTable, readWindows, topicEnv, type FinalRow, type PageEventSpec } from './fixture.js'
+import { analyticsTopics, eventMessage, finalTable, readWindows, startAnalytics, topicEnv, type FinalRow, type PageEventSpec } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
 const SIZE = 1_000
@@ -56,20 +56,22 @@ const env = (topics: Parameters<typeof topicEnv>[0]) => ({
 
 t.test('SIGKILL several times while events flow: the finals in R4 equal a count made from R2', async (t) => {
   const topics = await analyticsTopics(t, 'crash', 3)
-  const events = generate(30_000)
+  const events = generate(50_000)
   const roles: RunningRole[] = [await startRole(t, 'analytics', env(topics))]
   const producer = testKafka().producer({ 'linger.ms': 5, 'enable.idempotence': true })
   await producer.connect()
   t.teardown(() => producer.disconnect())
 
   let written = 0
+  let writtenAt = 0
   const started = Date.now()
   const writing = (async () => {
-    for (let i = 0; i < events.length; i += 500) {
-      await producer.send({ topic: topics.input, messages: events.slice(i, i + 500).map(eventMessage) })
-      written = i + 500
+    for (let i = 0; i < events.length; i += 1000) {
+      await producer.send({ topic: topics.input, messages: events.slice(i, i + 1000).map(eventMessage) })
+      written = i + 1000
       await new Promise((resolve) => setTimeout(resolve, 250))
     }
+    writtenAt = Date.now()
   })()
 
   let kills = 0
@@ -88,7 +90,8 @@ t.test('SIGKILL several times while events flow: the finals in R4 equal a count 
   t.equal(input.length, events.length + PAGES.length, 'R2 holds every event once')
   const expected = countFromInput(input.map((r) => r.value))
   const records = await readWindows(topics.output, expected.length, 60_000)
-  const elapsed = (Date.now() - started) / 1000
+  const doneAt = Date.now()
+  const elapsed = (doneAt - started) / 1000
   const finals = finalTable(records)
   const keys = finals.map((row) => `${row.page}@${row.start}`)
   t.equal(new Set(keys).size, keys.length, 'no window has two final records')
@@ -98,7 +101,7 @@ t.test('SIGKILL several times while events flow: the finals in R4 equal a count 
   t.ok(seen.slice(1).some((r) => r.windows > 0), 'restarted instances restored open windows from the changelog')
   const slowest = Math.max(...seen.map((r) => r.ms))
   t.comment(`crash run: ${events.length} events, ${kills} SIGKILLs, all finals in R4 after ${elapsed.toFixed(1)} s ` +
-    `(${Math.round(events.length / elapsed)} events/s end to end); restores: ${seen.map((r) => `${r.ms} ms/${r.records} records/${r.windows} windows`).join(', ')}; slowest ${slowest} ms`)
+    `(${Math.round(events.length / elapsed)} events/s end to end, paced by the writer; the last finals ${((doneAt - writtenAt) / 1000).toFixed(1)} s after the last write, including the input re-read); restores: ${seen.map((r) => `${r.ms} ms/${r.records} records/${r.windows} windows`).join(', ')}; slowest ${slowest} ms`)
 })
 
 t.test('a restart after SIGKILL continues the open windows from the changelog', async (t) => {
@@ -144,4 +147,28 @@ t.test('throughput: a backlog of events processed by one instance', async (t) =>
   const closed = expected.filter((row) => expected.some((other) => other.page === row.page && other.start > row.start))
   const finals = finalTable(await readWindows(topics.output, closed.length, 60_000))
   t.same(finals, closed, 'and counted exactly')
+})
+
+t.test('a fenced transaction is aborted and the processor rewinds to its last commit, counting nothing twice', async (t) => {
+  const topics = await analyticsTopics(t, 'fenced', 1)
+  const fastify = await startAnalytics(t, { ...env(topics), ANALYTICS_INSTANCE_ID: 'fenced' })
+  const at = (offset: number) => T0 + offset
+  await writeRecords(topics.input, Array.from({ length: 6 }, (_, i) => eventMessage({ page: 'f', user: `A${i}`, at: at(10 + i), duration: 1 })))
+  await waitFor('the first 6 events committed', async () => {
+    const records = await readTopic(topics.output, { count: 1, timeoutMs: 3_000, settleMs: 200 })
+    return records.some((r) => JSON.parse(r.value ?? '{}').count === 6)
+  }, 30_000)
+
+  // a zombie with the same transactional.id: its initTransactions fences the processor's producer
+  const zombie = testKafka().producer({ 'transactional.id': `${topics.group}-fenced`, 'enable.idempotence': true })
+  await zombie.connect()
+  t.teardown(() => zombie.disconnect().catch(() => {}))
+  await writeRecords(topics.input, [
+    ...Array.from({ length: 4 }, (_, i) => eventMessage({ page: 'f', user: `B${i}`, at: at(500 + i), duration: 2 })),
+    eventMessage({ page: 'f', user: 'close', at: at(5_000), duration: 0 }),
+  ])
+  const finals = finalTable(await readWindows(topics.output, 1))
+  t.same(finals, [{ page: 'f', start: at(0), end: at(SIZE), count: 10, durationSum: 14, distinctUsers: 10, longViews: 0 }], 'the final counts each event once')
+  const metrics = (await fastify.inject('/metrics')).body
+  t.match(metrics, /analytics_transactions_total\{result="aborted",role="analytics"\} [1-9]/, 'a transaction was aborted on the way')
 })
