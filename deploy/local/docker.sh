@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # pagestream with Docker: redpanda-compose.yml (Redpanda, Console, topic set-up, the five roles).
 #   docker.sh available   exit 0 when a Docker engine with compose v2 answers (make up picks this mode then)
+#   docker.sh running     exit 0 when this compose project has containers (make down and make logs use it)
 #   docker.sh image       build the one image (IMAGE, default pagestream:dev)
 #   docker.sh up          image, then everything, returns when every role is healthy
 #   docker.sh down        stop everything and delete the broker's volume
@@ -33,6 +34,7 @@ up() {
 
 case ${1:-} in
   available) available ;;
+  running) available && [ -n "$(compose ps --all --quiet 2>/dev/null)" ] ;;
   image) image ;;
   up) up ;;
   down) compose down --volumes --remove-orphans ;;
