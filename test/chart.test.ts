@@ -261,6 +261,11 @@ t.test('the brokers: single-node Redpanda for kind, kafka.brokers with SASL/TLS 
     const address = `${fullname}-redpanda-0.${fullname}-redpanda.${NAMESPACE}.svc.cluster.local:9092`
     t.ok(redpanda.spec.template.spec.containers[0].args.includes(`--advertise-kafka-addr=internal://${address}`), `${name}: Redpanda advertises ${address}`)
     t.notOk(redpanda.spec.template.spec.containers[0].args.some((a: string) => a.includes('dev-container')), 'no dev-container mode: topics are never auto-created')
+    t.ok(redpanda.spec.template.spec.containers[0].volumeMounts.some((m: any) => m.name === 'data' && m.mountPath === '/var/lib/redpanda/data'), `${name}: the data directory is a volume`)
+    const claims = (redpanda.spec.volumeClaimTemplates ?? []).map((c: any) => c.metadata.name)
+    const emptyDirs = redpanda.spec.template.spec.volumes.filter((v: any) => v.emptyDir).map((v: any) => v.name)
+    t.ok(scenarioValues(name).redpanda?.persistence?.enabled === false ? emptyDirs.includes('data') && claims.length === 0 : claims.includes('data'),
+      `${name}: data on ${claims.includes('data') ? 'a PersistentVolumeClaim' : 'an emptyDir'} as configured`)
     for (const deployment of deployments(objects)) {
       t.equal(containerEnvironment(objects, deployment.spec.template.spec.containers[0]).values.KAFKA_BROKERS, address, `${name}: ${roleOf(deployment)} uses it`)
     }
