@@ -18,6 +18,10 @@ const config = {
     default: hostname(),
     description: 'stable name of this replica (transactional.id and group.instance.id are derived from it); a restart with the same name fences its predecessor',
   }),
+  TRANSFORMER_STATIC_MEMBERSHIP: Type.Boolean({
+    default: true,
+    description: 'join the group as a static member (group.instance.id): a restart under the same TRANSFORMER_INSTANCE_ID gets its partitions back at once; turn off when instance ids change on every restart',
+  }),
   TRANSFORMER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 10_000, default: 500, description: 'most input records per transaction' }),
   TRANSFORMER_DELIVERY_TIMEOUT_MS: Type.Integer({
     minimum: 1_000, maximum: 300_000, default: 10_000,
@@ -33,6 +37,7 @@ const Status = Type.Object({
   deadLetterTopic: Type.String(),
   groupId: Type.String(),
   transactionalId: Type.String(),
+  groupInstanceId: Type.Union([Type.String(), Type.Null()], { description: 'group.instance.id when a static member' }),
   assignment: Type.Union([Type.Array(Type.Integer()), Type.Null()], { description: 'partitions of the input topic owned now; null before the group was joined' }),
   counts: Type.Object({
     transformed: Type.Integer(),
@@ -57,6 +62,7 @@ async function transformer (fastify: FastifyInstance, { config }: { config: Tran
     groupId: config.TRANSFORMER_GROUP_ID,
     instanceId: `${config.TRANSFORMER_GROUP_ID}-${config.TRANSFORMER_INSTANCE_ID}`,
     batchSize: config.TRANSFORMER_BATCH_SIZE,
+    staticMembership: config.TRANSFORMER_STATIC_MEMBERSHIP,
     deliveryTimeoutMs: config.TRANSFORMER_DELIVERY_TIMEOUT_MS,
   }, fastify.log.child({ component: 'transformer' }), transformerMetrics(fastify.metrics))
   fastify.addHook('onClose', async () => {
@@ -81,6 +87,7 @@ async function transformer (fastify: FastifyInstance, { config }: { config: Tran
     deadLetterTopic: deadLetters,
     groupId: config.TRANSFORMER_GROUP_ID,
     transactionalId: processor.transactionalId,
+    groupInstanceId: config.TRANSFORMER_STATIC_MEMBERSHIP ? processor.transactionalId : null,
     assignment: processor.assignment?.map((p) => p.partition).sort((a, b) => a - b) ?? null,
     counts: { ...processor.counts },
     lastError: processor.lastError ?? null,

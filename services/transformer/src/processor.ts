@@ -12,6 +12,8 @@ export interface ProcessorSettings {
   groupId: string
   /** transactional.id and group.instance.id: stable per instance, so a restart fences its zombie. */
   instanceId: string
+  /** Join as a static group member named instanceId (no rebalance when the same instance comes back). */
+  staticMembership: boolean
   /** Most input records one transaction carries. */
   batchSize: number
   /** message.timeout.ms; the transaction timeout is 10 s more, so a stuck send fails the transaction first. */
@@ -82,7 +84,7 @@ export class TransformProcessor {
         },
       }),
       // static membership: a restarted instance takes its partitions back without waiting for a rebalance
-      'group.instance.id': this.settings.instanceId,
+      ...(this.settings.staticMembership ? { 'group.instance.id': this.settings.instanceId } : {}),
       'js.consumer.max.batch.size': this.settings.batchSize,
     })
     this.#consumer = consumer

@@ -19,7 +19,7 @@ t.test('SIGKILL several times while events flow: the output holds each input exa
   const topics = await pipeline(t, 'tr-crash')
   const events = inputEvents(30_000, 'crash')
   // small transactions and a steady stream keep transactions open most of the time, so kills land inside them
-  const env = { TRANSFORMER_BATCH_SIZE: '50' }
+  const env = { TRANSFORMER_BATCH_SIZE: '20' }
   let current: RunningRole = await startTransformer(t, topics, 'crash', env)
   const writing = writeSteadily(topics.input, asRecords(events), { chunk: 375, everyMs: 100 })
   const restarts: Array<{ readyMs: number, firstCommitMs: number }> = []
@@ -70,4 +70,25 @@ t.test('SIGTERM mid-stream: exits 0 in time, and a successor continues exactly w
   const outputs = await readTopic(topics.output, { count: events.length, settleMs: 1_500 })
   t.same(exactlyOnceReport(events, outputs), { count: events.length, duplicates: [], missing: [], wrong: [] })
   t.comment(`graceful shutdown took ${shutdownMs} ms (a transaction was ${stopLine?.batchInFlight === true ? '' : 'not '}in flight at SIGTERM)`)
+})
+
+t.test('a killed instance that never returns (a new pod name) is replaced: still exactly once, after the timeouts', async (t) => {
+  const topics = await pipeline(t, 'tr-gone')
+  const events = inputEvents(6_000, 'gone')
+  // the shortest transaction timeout (11 s), so the open transaction of the vanished instance is aborted soon;
+  // dynamic membership, as with pod names that change on every restart
+  const env = { TRANSFORMER_BATCH_SIZE: '50', TRANSFORMER_DELIVERY_TIMEOUT_MS: '1000', TRANSFORMER_STATIC_MEMBERSHIP: 'false' }
+  const vanished = await startTransformer(t, topics, 'gone-1', env)
+  const writing = writeSteadily(topics.input, asRecords(events), { chunk: 300, everyMs: 100 })
+  await waitFor('the first instance to make progress', async () => (await status(vanished)).counts.transformed >= 1_000, 20_000, 20)
+  await vanished.stop('SIGKILL')
+  const killed = Date.now()
+  const successor = await startTransformer(t, topics, 'gone-2', env)
+  t.equal((await status(successor)).groupInstanceId, null, 'a dynamic member')
+  await waitFor('the successor to commit', async () => (await status(successor)).counts.transactionsCommitted > 0, 60_000, 50)
+  const takeoverMs = Date.now() - killed
+  await writing
+  const outputs = await readTopic(topics.output, { count: events.length, timeoutMs: 60_000, settleMs: 1_500 })
+  t.same(exactlyOnceReport(events, outputs), { count: events.length, duplicates: [], missing: [], wrong: [] })
+  t.comment(`the successor with a new name committed ${takeoverMs} ms after the kill (session timeout, then the transaction timeout)`)
 })

@@ -29,6 +29,8 @@ export function startTransformer (t: Teardown, topics: Pipeline, instance: strin
 }
 
 export interface TransformerStatus {
+  transactionalId: string
+  groupInstanceId: string | null
   assignment: number[] | null
   counts: { transformed: number, deadLettered: number, transactionsCommitted: number, transactionsAborted: number, producerReplacements: number }
   lastError: string | null

@@ -52,8 +52,11 @@ t.test('valid records come out transformed on the output topic; malformed ones g
     t.equal(letter.key, source?.key)
   }
 
-  const counts = (await status(transformer)).counts
-  t.match(counts, { transformed: 30, deadLettered: 4, transactionsAborted: 0 })
+  const current = await status(transformer)
+  t.match(current, {
+    transactionalId: `${topics.group}-e2e`, groupInstanceId: `${topics.group}-e2e`, assignment: [0, 1, 2], lastError: null,
+    counts: { transformed: 30, deadLettered: 4, transactionsAborted: 0 },
+  })
   t.equal((await fetch(`${transformer.url}/health/ready`)).status, 200, 'still ready after the poison')
   await writeRecords(topics.input, asRecords([{ id: 'after', event: { name: 'late', user: 'u9', date: '2024-01-01T00:00:00.000Z', duration: 1 } }]))
   const more = await readTopic(topics.output, { count: 31 })
