@@ -179,9 +179,27 @@ t.test('the image: multi-stage on Node 24 slim, librdkafka built in the build st
   const workspaces = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { workspaces: string[] }).workspaces
   const copies = (build?.instructions ?? []).filter((i) => i.op === 'COPY').map((i) => i.args)
   for (const workspace of workspaces) t.ok(copies.includes(`${workspace}/package.json ${workspace}/`), `build stage copies ${workspace}/package.json`)
-  const dockerignore = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n')
-  for (const excluded of ['**/node_modules', '**/dist', '.git']) t.ok(dockerignore.includes(excluded), `.dockerignore keeps ${excluded} out of the context`)
+  for (const path of ['node_modules/fastify/package.json', 'services/core/node_modules/x', 'services/producer/dist/server.js', '.git/HEAD', 'charts/pagestream/values.yaml', 'deploy/kind/cluster.sh', 'services/producer/test/producer.test.ts']) {
+    t.ok(ignored(path), `.dockerignore keeps ${path} out of the build context`)
+  }
+  const sources = (build?.instructions ?? []).concat(finalOps).filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
+    .flatMap((i) => i.args.split(/\s+/).slice(0, -1))
+  t.ok(sources.length >= 10)
+  for (const source of [...sources, 'services/producer/src/app.ts', 'web/public/index.html']) t.notOk(ignored(source), `the build context keeps ${source}`)
 })
+
+/** Whether .dockerignore leaves a path out of the build context: last matching pattern wins, `!` re-includes, a matched folder drops its contents. */
+function ignored (path: string): boolean {
+  const patterns = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+  const regex = (pattern: string) => new RegExp(`^${pattern.split(/(\*\*\/|\*|\?)/).map((part) =>
+    part === '**/' ? '(?:.*/)?' : part === '*' ? '[^/]*' : part === '?' ? '[^/]' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&')).join('')}(?:/.*)?$`)
+  let excluded = false
+  for (const pattern of patterns) {
+    const negated = pattern.startsWith('!')
+    if (regex(negated ? pattern.slice(1) : pattern).test(path)) excluded = !negated
+  }
+  return excluded
+}
 
 t.test('the entry point maps exactly the roles to their servers, and refuses anything else', async (t) => {
   const script = readFileSync(entrypoint, 'utf8')
