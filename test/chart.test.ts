@@ -214,6 +214,7 @@ t.test('probes on the health endpoints, and a grace period longer than the shutd
       t.match(container.livenessProbe, { httpGet: { path: '/health/live', port: 'http' } }, `${where} liveness probe`)
       t.match(container.readinessProbe, { httpGet: { path: '/health/ready', port: 'http' } }, `${where} readiness probe`)
       t.ok(container.startupProbe.periodSeconds * container.startupProbe.failureThreshold >= 60, `${where} gets a minute to start`)
+      t.match(deployment.spec.template.metadata.annotations, { 'prometheus.io/scrape': 'true', 'prometheus.io/path': '/metrics', 'prometheus.io/port': String(container.ports[0].containerPort) }, `${where} is scraped on its own port`)
       const env = containerEnvironment(objects, container).values
       t.ok(spec.terminationGracePeriodSeconds * 1000 > Number(env.SHUTDOWN_TIMEOUT_MS), `${where} is killed only after its own shutdown timeout`)
     }
