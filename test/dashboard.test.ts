@@ -15,7 +15,7 @@ t.test('the dashboard charts and tabulates fresh pages from R2, under a strict C
   const group = uniqueName('dash-group')
   await createTopics(t, [input, output], 2)
   t.teardown(() => deleteTopics([`${group}-windows-changelog`, `${input}.late`, `${input}.dlq`]))
-  const env = { ANALYTICS_INPUT_TOPIC: input, ANALYTICS_OUTPUT_TOPIC: output, ANALYTICS_GROUP_ID: group, ANALYTICS_INSTANCE_ID: 'dashboard', COMMIT_INTERVAL_MS: '200' }
+  const env = { ANALYTICS_INPUT_TOPIC: input, ANALYTICS_OUTPUT_TOPIC: output, ANALYTICS_GROUP_ID: group, ANALYTICS_INSTANCE_ID: 'dashboard', COMMIT_INTERVAL_MS: '200', WINDOW_SIZE_MS: '1000' }
   const analytics = await startRole(t, 'analytics', env)
 
   const headers = (await fetch(`${analytics.url}/`)).headers

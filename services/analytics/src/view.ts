@@ -37,9 +37,7 @@ export class AnalyticsView {
   /**
    * Starts of the windows that tile the span (now - spanMs, now]: the newest window holding `now`,
    * then the windows before it, each ending where the next starts, back to the first that still
-   * ends after now - spanMs. Tumbling windows of size S: the current window and the ones before it,
-   * so the total covers the last spanMs plus at most S - 1 ms more of history, and never drops to
-   * zero at a window boundary. With hopping windows the tiles do not overlap, so nothing counts twice.
+   * ends after now - spanMs. With hopping windows the tiles do not overlap, so nothing counts twice.
    */
   tileStarts (now: number, spanMs: number): number[] {
     const { sizeMs, advanceMs } = this.spec
@@ -48,15 +46,33 @@ export class AnalyticsView {
     return starts
   }
 
-  /** page -> sum of the measure over the tiles of the last spanMs; every known page is present, 0 when quiet. */
+  /**
+   * How much of a tile's value belongs to (now - spanMs, now]: the share of its elapsed part
+   * (up to now) that lies in the span. 1 for every tile but the oldest, which usually reaches back
+   * before the span; its events are taken as spread evenly over it.
+   */
+  tileWeight (start: number, now: number, spanMs: number): number {
+    const elapsedEnd = Math.min(start + this.spec.sizeMs, now)
+    if (elapsedEnd <= start) return 1
+    const inside = elapsedEnd - Math.max(start, now - spanMs)
+    return Math.max(0, Math.min(1, inside / (elapsedEnd - start)))
+  }
+
+  /**
+   * page -> the measure over the last spanMs, rounded to an integer: the tiles of the span summed,
+   * the oldest weighted by the part of it inside the span. So the total glides instead of jumping
+   * at window boundaries (a steady rate gives a flat line), is exact whenever the span starts on a
+   * window boundary, and otherwise errs by at most the unevenness within one window; smaller
+   * windows (WINDOW_SIZE_MS) make it finer. Every known page is present, 0 when quiet.
+   */
   rolling (now: number, spanMs: number, measure: Measure): Record<string, number> {
-    const starts = this.tileStarts(now, spanMs)
+    const tiles = this.tileStarts(now, spanMs).map((start) => ({ start, weight: this.tileWeight(start, now, spanMs) }))
     const totals: Record<string, number> = {}
     for (const page of this.pages()) {
       const windows = this.#pages.get(page)!
       let total = 0
-      for (const start of starts) total += windows.get(start)?.record[measure] ?? 0
-      totals[page] = total
+      for (const { start, weight } of tiles) total += (windows.get(start)?.record[measure] ?? 0) * weight
+      totals[page] = Math.round(total)
     }
     return totals
   }

@@ -67,7 +67,7 @@ const record = (page: string, start: number, count: number, final = false, size 
   page, windowStart: new Date(start).toISOString(), windowEnd: new Date(start + size).toISOString(), count, durationSum: count * 10, distinctUsers: 1, longViews: 0, final,
 })
 
-t.test('view: tiles of the rolling span, exact totals, zeros for quiet pages, pruning', async (t) => {
+t.test('view: tiles of the rolling span, weighted totals, zeros for quiet pages, pruning', async (t) => {
   const view = new AnalyticsView({ sizeMs: 5000, advanceMs: 5000 }, 60_000)
   t.same(view.tileStarts(12_000, 5000), [10_000, 5000], 'tumbling: the current window and the one before')
   t.same(view.tileStarts(10_000, 5000), [10_000, 5000], 'on a boundary: the window starting at now, and the one before for (now - 5 s, now)')
@@ -76,7 +76,10 @@ t.test('view: tiles of the rolling span, exact totals, zeros for quiet pages, pr
   view.apply(record('a', 10_000, 3))
   view.apply(record('a', 0, 7))
   view.apply(record('b', 0, 1))
-  t.same(view.rolling(12_000, 5000, 'count'), { a: 5, b: 0 })
+  t.same(view.rolling(10_000, 5000, 'count'), { a: 5, b: 0 }, 'a span starting on a boundary: exact sums')
+  t.equal(view.tileWeight(5000, 12_000, 5000), 0.6, 'the oldest tile counts for its part inside the span')
+  t.same(view.rolling(12_000, 5000, 'count'), { a: 4, b: 0 }, '3 + 2 x 0.6, rounded')
+  t.same(view.rolling(14_999, 5000, 'count'), { a: 3, b: 0 }, 'the older window has all but left the span')
   t.same(view.rolling(12_000, 30_000, 'durationSum'), { a: 120, b: 10 })
   t.ok(view.apply(record('a', 10_000, 4, true)))
   t.notOk(view.apply(record('a', 10_000, 3, false)), 'an update never replaces the final record')
@@ -87,6 +90,16 @@ t.test('view: tiles of the rolling span, exact totals, zeros for quiet pages, pr
 
   const hop = new AnalyticsView({ sizeMs: 5000, advanceMs: 1000 }, 60_000)
   t.same(hop.tileStarts(12_500, 5000), [12_000, 7000], 'hopping: tiles that do not overlap, so nothing counts twice')
+  t.equal(hop.tileWeight(12_000, 12_500, 5000), 1, 'the newest tile counts up to now')
+  t.equal(hop.tileWeight(7000, 12_500, 5000), 0.9)
+
+  // a steady rate gives a flat line: one event every 500 ms, read all through a window and across its end
+  const steady = new AnalyticsView({ sizeMs: 5000, advanceMs: 5000 }, 60_000)
+  const readings = [20_000, 21_000, 22_500, 24_999, 25_000, 26_000].map((now) => {
+    for (let start = 0; start <= now; start += 5000) steady.apply(record('s', start, Math.min(10, Math.floor((now - start) / 500) + 1)))
+    return steady.rolling(now, 5000, 'count').s ?? 0
+  })
+  t.ok(readings.every((reading) => Math.abs(reading - 10) <= 1), `no saw-tooth at window boundaries: ${readings.join(', ')}`)
 })
 
 t.test('the serial queue runs tasks one at a time, in order, past failures', async (t) => {
