@@ -8,6 +8,7 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { parse } from 'yaml'
 import { ConfigError, loadConfig } from '@pagestream/core'
+import { COMPOSE_GO_VERSION, composeValidator } from './helpers/compose-schema.js'
 import { ROOT, startRole } from './helpers/process.js'
 import { ROLES, type RoleName, type RoleSchema, loadRoles, requiredVariables, serverPath } from './helpers/roles.js'
 
@@ -32,6 +33,17 @@ function environment (service: any): Record<string, string> {
 }
 
 const defaultPort = (role: RoleName) => Number(roles.get(role)?.config.HTTP_PORT?.default)
+
+t.test('the compose file is valid against the Compose Specification (compose-go ' + COMPOSE_GO_VERSION + ')', async (t) => {
+  const validate = await composeValidator()
+  t.same(validate(compose), [], 'redpanda-compose.yml')
+  const broken = structuredClone(compose)
+  broken.services.producer.depends_on.topics.condition = 'service_finished'
+  broken.services.producer.healthcheck.intervall = '5s'
+  const problems = validate(broken).join('\n')
+  t.match(problems, /depends_on\/topics\/condition must be equal to one of the allowed values/, 'the validation does fail on a wrong file')
+  t.match(problems, /additional properties \(intervall\)/)
+})
 
 t.test('compose runs Redpanda, Console, the topic set-up and every role', async (t) => {
   t.same(Object.keys(compose.services).sort(), ['console', 'redpanda', 'topics', ...ROLES].sort())
