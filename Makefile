@@ -4,6 +4,7 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 TOPIC ?= R1
+IMAGE ?= pagestream:dev
 
 ##@ General
 
@@ -14,12 +15,17 @@ help: ## Show this help
 ##@ Run
 
 .PHONY: up
-up: deps build ## Run the whole system (broker + every role) and print the URLs
+up: ## Run the whole system and print the URLs (Docker compose when a Docker engine answers, local processes otherwise)
+	@if deploy/local/docker.sh available; then deploy/local/docker.sh up; else $(MAKE) --no-print-directory up-local; fi
+
+.PHONY: up-local
+up-local: deps build ## Run the broker and every role as local processes, without Docker
 	@deploy/local/broker.sh up
 	@deploy/local/run.sh up
 
 .PHONY: down
-down: ## Stop everything `make up` started
+down: ## Stop everything `make up` started (broker data is deleted)
+	@if deploy/local/docker.sh running; then deploy/local/docker.sh down; fi
 	@deploy/local/run.sh down
 	@deploy/local/broker.sh down
 
@@ -28,8 +34,8 @@ status: ## Show which roles run and whether they are ready
 	@deploy/local/run.sh status
 
 .PHONY: logs
-logs: ## Follow the logs of the local roles (ROLE=producer for one)
-	@deploy/local/run.sh logs $(ROLE)
+logs: ## Follow the logs (ROLE=producer for one)
+	@if deploy/local/docker.sh running; then deploy/local/docker.sh logs $(ROLE); else deploy/local/run.sh logs $(ROLE); fi
 
 .PHONY: broker
 broker: ## Start only the local broker on localhost:9092
@@ -62,6 +68,7 @@ build: deps ## Compile every TypeScript package
 test: build ## Run all tests against a real broker (installs what they need)
 	@deploy/local/setup.sh system --test
 	@deploy/local/broker.sh jars
+	@deploy/local/setup.sh helm >/dev/null
 	@npm run --silent typecheck
 	@npm test
 
@@ -73,3 +80,25 @@ bench: build ## Run the benchmarks (ratios of variants measured side by side) on
 .PHONY: clean
 clean: ## Remove build output
 	@npm run --silent clean
+
+##@ Containers and Kubernetes
+
+.PHONY: image
+image: ## Build the one image of every role (IMAGE=pagestream:dev)
+	@IMAGE=$(IMAGE) deploy/local/docker.sh image
+
+.PHONY: kind-up
+kind-up: image ## kind cluster with ingress-nginx, the image loaded, the chart installed and tested
+	@IMAGE=$(IMAGE) deploy/kind/cluster.sh up
+
+.PHONY: helm-install
+helm-install: ## Install or upgrade the chart in the current kubectl context (VALUES=file, IMAGE=repo:tag)
+	@IMAGE=$(IMAGE) deploy/kind/cluster.sh install
+
+.PHONY: port-forward
+port-forward: ## Forward the dashboard of the installed release to http://localhost:8080
+	@deploy/kind/cluster.sh port-forward
+
+.PHONY: kind-down
+kind-down: ## Delete the kind cluster
+	@deploy/kind/cluster.sh down
