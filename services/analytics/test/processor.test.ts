@@ -1,5 +1,7 @@
 import t from 'tap'
 import { readTopic, writeRecords } from '../../../test/helpers/kafka.js'
+import { startRole } from '../../../test/helpers/process.js'
+import { waitFor } from '../../../test/helpers/wait.js'
 import { analyticsTopics, eventMessage, finalTable, readWindows, startAnalytics, topicEnv, type PageEventSpec } from './fixture.js'
 
 // A window-aligned origin far in the past, so wall-clock time plays no part: only event time does.
@@ -84,4 +86,17 @@ t.test('hopping windows: every event in each of its windows, partly late events 
   const late = await readTopic(topics.late, { count: 1 })
   t.equal(late.length, 1)
   t.equal(late[0]?.headers['late-windows-missed'], '1')
+})
+
+t.test('SIGTERM: what was processed is committed before the process exits', async (t) => {
+  const topics = await analyticsTopics(t, 'sigterm')
+  // a long commit interval: only the shutdown commits what follows
+  const role = await startRole(t, 'analytics', { ...topicEnv(topics), COMMIT_INTERVAL_MS: '600000', ANALYTICS_INSTANCE_ID: 'sigterm' })
+  await writeRecords(topics.input, Array.from({ length: 8 }, (_, i) => eventMessage({ page: 'bye', user: `U${i}`, at: at(100 + i), duration: 10 })))
+  await waitFor('the 8 events counted', async () => /^analytics_events_total\{[^}]*\} 8$/m.test(await (await fetch(`${role.url}/metrics`)).text()))
+  const stopping = Date.now()
+  t.equal(await role.stop('SIGTERM'), 0, 'exit code 0')
+  t.ok(Date.now() - stopping < 10_000, `stopped in ${Date.now() - stopping} ms`)
+  const records = await readWindows(topics.output, 0)
+  t.same(records.map((r) => [r.page, r.count, r.final]), [['bye', 8, false]], 'the open window was committed on the way out')
 })

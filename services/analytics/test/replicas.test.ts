@@ -3,7 +3,8 @@ import { writeRecords } from '../../../test/helpers/kafka.js'
 import { startRole } from '../../../test/helpers/process.js'
 import { analyticsTopics, eventMessage, finalTable, readWindows, type PageEventSpec } from './fixture.js'
 
-const T0 = Date.parse('2024-01-01T00:00:00.000Z')
+// five minutes ago on a window boundary: inside the view's retention, so the view-only replica holds it
+const T0 = Math.floor(Date.now() / 60_000) * 60_000 - 5 * 60_000
 const PAGES = Array.from({ length: 12 }, (_, i) => `page-${i}`)
 
 function events (count: number): PageEventSpec[] {
@@ -35,6 +36,18 @@ t.test('two replicas sharing the input partitions give the same finals as one in
   t.equal(two.length, windows, 'so did the pair, each window once')
   t.same(two, one, 'identical finals')
   t.equal(one.reduce((sum, row) => sum + row.count, 0), 12_000, 'and together they count every event once')
+  // a replica without the processor serves the same windows, read from R4
+  const viewer = await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: topics.output, ANALYTICS_GROUP_ID: topics.group, ANALYTICS_PROCESSOR: 'false' })
+  const ready = await (await fetch(`${viewer.url}/health/ready`)).json() as { checks: Record<string, unknown> }
+  t.notOk('processor' in ready.checks, 'the view-only replica runs no processor')
+  const from = new Date(T0 - 60_000).toISOString()
+  const to = new Date(T0 + 120_000).toISOString()
+  for (const page of PAGES) {
+    const body = await (await fetch(`${viewer.url}/api/pages/${page}/windows?from=${from}&to=${to}`)).json() as { windows: Array<{ windowStart: string, count: number, final: boolean }> }
+    const served = body.windows.filter((w) => w.final).map((w) => [Date.parse(w.windowStart), w.count])
+    const final = one.filter((row) => row.page === page).map((row) => [row.start, row.count])
+    t.same(served, final, `the view-only replica serves the finals of ${page}`)
+  }
   const [ownedA, ownedB] = [await owned(a.url), await owned(b.url)]
   t.comment(`replica a ${ownedA}; replica b ${ownedB}`)
   t.notMatch(ownedA, /\[\]$/, 'replica a owns partitions')
