@@ -1,6 +1,7 @@
 import t from 'tap'
 import { writeRecords } from '../../../test/helpers/kafka.js'
 import { startRole } from '../../../test/helpers/process.js'
+import { waitFor } from '../../../test/helpers/wait.js'
 import { analyticsTopics, eventMessage, finalTable, readWindows, type PageEventSpec } from './fixture.js'
 
 // five minutes ago on a window boundary: inside the view's retention, so the view-only replica holds it
@@ -25,9 +26,21 @@ t.test('two replicas sharing the input partitions give the same finals as one in
   await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: single.output, ANALYTICS_GROUP_ID: single.group, ANALYTICS_INSTANCE_ID: 'only' })
   // two replicas in another group, writing to another output
   const a = await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: topics.output, ANALYTICS_GROUP_ID: topics.group, ANALYTICS_INSTANCE_ID: 'a' })
-  const b = await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: topics.output, ANALYTICS_GROUP_ID: topics.group, ANALYTICS_INSTANCE_ID: 'b' })
   const input = events(12_000)
-  await writeRecords(topics.input, input.map(eventMessage))
+  let written = 0
+  const writing = (async () => {
+    for (let i = 0; i < input.length; i += 1000) {
+      await writeRecords(topics.input, input.slice(i, i + 1000).map(eventMessage))
+      written = Math.min(input.length, i + 1000)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+  })()
+  await waitFor('the first events to flow', () => written >= 2000)
+  // b joins while events flow: a hands partitions over in the rebalance
+  const b = await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: topics.output, ANALYTICS_GROUP_ID: topics.group, ANALYTICS_INSTANCE_ID: 'b' })
+  const joinedAt = written
+  await writing
+  t.ok(joinedAt < input.length, `b joined after ${joinedAt} of ${input.length} events`)
 
   const windows = new Set(input.filter((e) => e.user !== 'flush').map((e) => `${e.page}@${Math.floor(e.at / 2000)}`)).size
   const one = finalTable(await readWindows(single.output, windows, 60_000))
