@@ -21,6 +21,7 @@ const config = {
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
   WINDOW_GRACE_MS: Millis(2_000, 'how long after its end a window still accepts out-of-order events'),
+  EVENT_MAX_FUTURE_MS: Millis(3_600_000, 'events dated further ahead of the clock go to the dead-letter topic, so one bad date cannot close every window (0: no limit)'),
   LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),
   COMMIT_INTERVAL_MS: Millis(500, 'transaction interval: window updates, changelog and offsets commit together', 10),
   VIEW_RETENTION_MS: Millis(600_000, 'how much recent window history every replica holds for the SSE streams and the query API', 60_000),
@@ -66,6 +67,7 @@ export const role: Role<typeof config> = {
         instanceId: config.ANALYTICS_INSTANCE_ID,
         spec,
         longViewThresholdMs: config.LONG_VIEW_THRESHOLD_MS,
+        maxFutureMs: config.EVENT_MAX_FUTURE_MS,
         commitIntervalMs: config.COMMIT_INTERVAL_MS,
       })
       fastify.health.addCheck('processor', () => processor.readiness())

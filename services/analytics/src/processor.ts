@@ -2,7 +2,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
   type Consumer, type KafkaClient, type KafkaMessage, type Producer,
-  consumerProperties, deadLetterMessage, decodePageEvent, producerProperties,
+  InvalidPageEventError, consumerProperties, deadLetterMessage, decodePageEvent, eventTime, producerProperties,
 } from '@pagestream/core'
 import type { KafkaJS } from '@confluentinc/kafka-javascript'
 import { PartitionReader } from './partition-reader.js'
@@ -29,6 +29,8 @@ export interface ProcessorOptions {
   instanceId: string
   spec: WindowSpec
   longViewThresholdMs: number
+  /** Events dated further ahead of the wall clock are dead letters; 0: no limit. */
+  maxFutureMs: number
   commitIntervalMs: number
 }
 
@@ -176,6 +178,11 @@ export class WindowProcessor {
     let event
     try {
       event = decodePageEvent(message.value)
+      const { maxFutureMs } = this.#options
+      if (maxFutureMs > 0 && eventTime(event) > Date.now() + maxFutureMs) {
+        // stream time would jump ahead and close every window of the partition at once
+        throw new InvalidPageEventError('date', `must not be more than ${maxFutureMs} ms ahead of the clock (got ${event.date})`)
+      }
     } catch (err) {
       owned.side.push({ topic: topics.deadLetter, message: deadLetterMessage({ topic: topics.input, partition, message }, err as Error) })
       this.#deadLetters.inc()

@@ -15,6 +15,8 @@ t.test('tumbling windows: exact finals with out-of-order, late and malformed inp
     { page: 'home', user: 'U1', at: at(1_000), duration: 50 },
     { page: 'home', user: 'U2', at: at(2_000), duration: 150 },
     { page: 'blog', user: 'U1', at: at(3_000), duration: 200 },
+    // dated centuries ahead: a dead letter, or stream time would close every window at once
+    { page: 'home', user: 'U9', at: Date.parse('2999-01-01T00:00:00Z'), duration: 1 },
     { page: 'home', user: 'U1', at: at(6_000), duration: 120 },
     // out of order, but within the grace period of [0 s, 5 s): counted
     { page: 'home', user: 'U3', at: at(4_500), duration: 10 },
@@ -52,14 +54,15 @@ t.test('tumbling windows: exact finals with out-of-order, late and malformed inp
   t.equal(late[0]?.headers['late-windows-missed'], '1')
   t.equal(late[0]?.headers['late-stream-time'], new Date(at(8_000)).toISOString())
 
-  const dead = await readTopic(topics.dlq, { count: 1 })
-  t.equal(dead.length, 1, 'exactly one dead letter')
-  t.equal(dead[0]?.value, 'not json')
-  t.match(dead[0]?.headers['dlq-error'], /not JSON/)
+  const dead = await readTopic(topics.dlq, { count: 2 })
+  t.equal(dead.length, 2, 'exactly two dead letters')
+  t.match(dead[0]?.headers['dlq-error'], /^date: must not be more than 3600000 ms ahead of the clock/)
+  t.equal(dead[1]?.value, 'not json')
+  t.match(dead[1]?.headers['dlq-error'], /not JSON/)
 
   const metrics = (await fastify.inject('/metrics')).body
   t.match(metrics, /analytics_late_events_total\{role="analytics"\} 1\n/)
-  t.match(metrics, /analytics_dead_letters_total\{role="analytics"\} 1\n/)
+  t.match(metrics, /analytics_dead_letters_total\{role="analytics"\} 2\n/)
 })
 
 t.test('hopping windows: every event in each of its windows, partly late events counted where still open', async (t) => {
