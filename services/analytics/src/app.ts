@@ -96,7 +96,6 @@ export const role: Role<typeof config> = {
   },
 }
 
-
 function windowSpec (config: { WINDOW_SIZE_MS: number, WINDOW_ADVANCE_MS: number, WINDOW_GRACE_MS: number }): WindowSpec {
   const advanceMs = config.WINDOW_ADVANCE_MS === 0 ? config.WINDOW_SIZE_MS : config.WINDOW_ADVANCE_MS
   if (advanceMs > config.WINDOW_SIZE_MS) {
