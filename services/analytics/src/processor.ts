@@ -27,6 +27,7 @@ export interface ProcessorOptions {
   topics: ProcessorTopics
   groupId: string
   instanceId: string
+  staticMembership: boolean
   spec: WindowSpec
   longViewThresholdMs: number
   /** Events dated further ahead of the wall clock are dead letters; 0: no limit. */
@@ -127,7 +128,7 @@ export class WindowProcessor {
       ...consumerProperties({ groupId, rebalance: (kind, partitions) => this.#rebalance(kind, partitions) }),
       'js.consumer.max.batch.size': 2_000,
       // static membership: a restarted replica takes its partitions back at once, without a rebalance
-      'group.instance.id': this.transactionalId,
+      ...(this.#options.staticMembership ? { 'group.instance.id': this.transactionalId } : {}),
     } as KafkaJS.ConsumerConstructorConfig)
     this.#consumer = consumer
     await consumer.connect()
