@@ -45,6 +45,7 @@ const Status = Type.Object({
     transactionsCommitted: Type.Integer(),
     transactionsAborted: Type.Integer(),
     producerReplacements: Type.Integer(),
+    timesFenced: Type.Integer(),
   }),
   lastError: Type.Union([Type.String(), Type.Null()]),
 })
@@ -77,9 +78,10 @@ async function transformer (fastify: FastifyInstance, { config }: { config: Tran
       ? { ok: false, detail: `joining consumer group ${config.TRANSFORMER_GROUP_ID}` }
       : { ok: true, detail: `${assignment.length} partition(s) of ${config.TRANSFORMER_INPUT_TOPIC} assigned` }
   })
-  fastify.health.addCheck('transactions', () => processor.healthy
-    ? { ok: true }
-    : { ok: false, detail: `transactions failing: ${processor.lastError ?? 'producer not ready'}` })
+  fastify.health.addCheck('transactions', () => {
+    const problem = processor.problem
+    return problem === undefined ? { ok: true } : { ok: false, detail: problem }
+  })
 
   fastify.get('/status', { schema: { response: { 200: Status } } }, async (): Promise<Status> => ({
     inputTopic: config.TRANSFORMER_INPUT_TOPIC,

@@ -1,7 +1,7 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
-import type { KafkaJS } from '@confluentinc/kafka-javascript'
+import ckjs, { type KafkaJS } from '@confluentinc/kafka-javascript'
 import { type Consumer, type KafkaClient, type Producer, consumerProperties, producerProperties } from '@pagestream/core'
 import { transformBatch } from './transform.js'
 
@@ -33,11 +33,22 @@ export interface ProcessorCounts {
   transactionsCommitted: number
   transactionsAborted: number
   producerReplacements: number
+  timesFenced: number
 }
 
 /** Failed transactions in a row after which the role stops calling itself ready. */
 const FAILURES_BEFORE_UNREADY = 3
 const COMMITTED_OFFSET_TIMEOUT_MS = 5_000
+/** Quiet time after the last rebalance before a fenced instance closes its consumer. */
+const REBALANCE_SETTLE_MS = 2_000
+/** librdkafka can wait forever for a rebalance that arrives while the consumer closes; do not wait with it. */
+const CONSUMER_CLOSE_TIMEOUT_MS = 5_000
+const { ErrorCodes } = ckjs.KafkaJS
+/** A newer producer with our transactional.id exists (librdkafka reports an older epoch this way too). */
+function isFenced (err: unknown): boolean {
+  const code = (err as { code?: number }).code
+  return code === ErrorCodes.ERR__FENCED || code === ErrorCodes.ERR_PRODUCER_FENCED
+}
 
 /**
  * Consume-transform-produce, exactly once: each batch the consumer hands over (one partition,
@@ -46,7 +57,7 @@ const COMMITTED_OFFSET_TIMEOUT_MS = 5_000
  * rewound to the offset the group has committed, so nothing is skipped and nothing is doubled.
  */
 export class TransformProcessor {
-  readonly counts: ProcessorCounts = { transformed: 0, deadLettered: 0, transactionsCommitted: 0, transactionsAborted: 0, producerReplacements: 0 }
+  readonly counts: ProcessorCounts = { transformed: 0, deadLettered: 0, transactionsCommitted: 0, transactionsAborted: 0, producerReplacements: 0, timesFenced: 0 }
   #producer: Producer | undefined
   #producerReady = false
   #consumer: Consumer | undefined
@@ -56,6 +67,9 @@ export class TransformProcessor {
   #closing = false
   readonly #stopping = new AbortController()
   #batchInFlight = false
+  /** Set once fenced: the instance has handed over to the newer one with its transactional.id. */
+  #steppingDown: Promise<void> | undefined
+  #lastRebalanceAt = 0
 
   constructor (
     private readonly client: KafkaClient,
@@ -68,7 +82,13 @@ export class TransformProcessor {
   /** Partitions owned now; undefined until the consumer first joined its group. */
   get assignment (): KafkaJS.TopicPartition[] | undefined { return this.#assignment }
   get lastError (): string | undefined { return this.#lastError }
-  get healthy (): boolean { return this.#producerReady && this.#consecutiveFailures < FAILURES_BEFORE_UNREADY }
+  /** Why transactions cannot be trusted to commit now, or undefined when they can. */
+  get problem (): string | undefined {
+    if (this.#steppingDown !== undefined) return `fenced by another instance with transactional.id ${this.settings.instanceId}; stepped down (restart this one once the instance ids are unique)`
+    if (!this.#producerReady) return `no transactional producer: ${this.#lastError ?? 'connecting'}`
+    if (this.#consecutiveFailures >= FAILURES_BEFORE_UNREADY) return `transactions failing: ${this.#lastError ?? 'unknown'}`
+    return undefined
+  }
 
   /** Producer first: initialising transactions aborts whatever a killed predecessor left open. */
   async start (): Promise<void> {
@@ -79,6 +99,7 @@ export class TransformProcessor {
         groupId: this.settings.groupId,
         readCommitted: true,
         rebalance: (kind, partitions) => {
+          this.#lastRebalanceAt = Date.now()
           this.#assignment = kind === 'assign' ? partitions.map(({ topic, partition }) => ({ topic, partition })) : []
           this.log.info({ kind, partitions: partitions.map((p) => p.partition) }, 'partitions rebalanced')
         },
@@ -98,12 +119,46 @@ export class TransformProcessor {
     this.#closing = true
     this.#stopping.abort()
     this.log.info({ batchInFlight: this.#batchInFlight }, 'stopping the transformer')
-    await this.#consumer?.disconnect()
+    await this.#steppingDown
+    await this.#closeClients()
+  }
+
+  async #closeClients (): Promise<void> {
+    if (this.#consumer !== undefined) await this.#closeConsumer(this.#consumer)
+    this.#consumer = undefined
+    this.#assignment = undefined
     const producer = this.#producer
+    this.#producer = undefined
     this.#producerReady = false
     if (producer === undefined) return
     if (producer.isActive()) await producer.abort().catch((err: Error) => this.log.warn({ err }, 'abort on close failed'))
-    await producer.disconnect()
+    await producer.disconnect().catch((err: Error) => this.log.warn({ err }, 'producer close failed'))
+  }
+
+  async #closeConsumer (consumer: Consumer): Promise<void> {
+    const timer = new AbortController()
+    const outcome = await Promise.race([
+      consumer.disconnect().then(() => 'closed' as const, (err: Error) => { this.log.warn({ err }, 'consumer close failed'); return 'failed' as const }),
+      sleep(CONSUMER_CLOSE_TIMEOUT_MS, 'timed out' as const, { signal: timer.signal }).catch(() => 'closed' as const),
+    ])
+    timer.abort()
+    if (outcome === 'timed out') this.log.error({ timeoutMs: CONSUMER_CLOSE_TIMEOUT_MS }, 'the consumer did not close in time (a rebalance during close?); leaving it behind')
+  }
+
+  /**
+   * Another instance initialised our transactional.id: two replicas given one TRANSFORMER_INSTANCE_ID,
+   * or a paused zombie meeting its successor. Taking over again would fence the other in turn and
+   * neither would ever commit, so hand over for good: stop, leave the group, report not ready.
+   */
+  async #stepDown (): Promise<void> {
+    this.log.error({ transactionalId: this.settings.instanceId },
+      'fenced by another instance with the same transactional.id; stepping down (is TRANSFORMER_INSTANCE_ID unique per replica?)')
+    // the fencing instance is joining the group right now, and closing a consumer in mid-rebalance can hang
+    const deadline = Date.now() + 15_000
+    while (Date.now() - this.#lastRebalanceAt < REBALANCE_SETTLE_MS && Date.now() < deadline && !this.#closing) {
+      await sleep(200, undefined, { signal: this.#stopping.signal }).catch(() => {})
+    }
+    await this.#closeClients()
   }
 
   async #connectProducer (): Promise<Producer> {
@@ -124,6 +179,11 @@ export class TransformProcessor {
     const producer = this.#producer
     const consumer = this.#consumer
     if (producer === undefined || consumer === undefined || messages.length === 0) return
+    if (this.#steppingDown !== undefined) {
+      // handed over: leave the batch unconsumed, for whoever owns the partition next
+      consumer.seek({ topic, partition, offset: batch.firstOffset() ?? '0' })
+      return
+    }
     const work = transformBatch(topic, partition, messages)
     const started = performance.now()
     this.#batchInFlight = true
@@ -161,20 +221,33 @@ export class TransformProcessor {
     this.counts.transactionsAborted += 1
     this.observer.aborted()
     this.log.warn({ err, topic, partition, firstOffset: batch.firstOffset(), records: batch.messages.length }, 'transaction failed; aborting and rewinding to the committed offset')
-    await this.#abortOrReplaceProducer()
+    const outcome = await this.#abortOrReplaceProducer(err)
+    if (outcome === 'fenced') {
+      this.counts.timesFenced += 1
+      // the consumer cannot be closed from inside its own batch handler
+      this.#steppingDown = new Promise<void>((resolve) => { setImmediate(resolve) }).then(() => this.#stepDown())
+      const offset = batch.firstOffset()
+      if (offset !== null) this.#consumer?.seek({ topic, partition, offset })
+      return
+    }
     const offset = await this.#committedOffset(topic, partition, batch.firstOffset() ?? '0')
     if (offset !== undefined) this.#consumer?.seek({ topic, partition, offset })
     await this.#backoff()
   }
 
-  async #abortOrReplaceProducer (): Promise<void> {
+  async #abortOrReplaceProducer (cause: Error): Promise<'aborted' | 'replaced' | 'fenced' | 'closing'> {
     const producer = this.#producer
-    if (producer === undefined) return
+    if (producer === undefined) return 'closing'
+    if (isFenced(cause)) return 'fenced'
     if (producer.isActive()) {
       try {
         await producer.abort()
-        return
+        return 'aborted'
       } catch (err) {
+        if (isFenced(err)) {
+          this.#lastError = (err as Error).message
+          return 'fenced'
+        }
         this.log.warn({ err }, 'abort failed; replacing the producer')
       }
     }
@@ -186,13 +259,14 @@ export class TransformProcessor {
         this.#producerReady = true
         this.counts.producerReplacements += 1
         this.observer.producerReplaced()
-        return
+        return 'replaced'
       } catch (err) {
         this.#lastError = (err as Error).message
         this.log.warn({ err }, 'could not open a new transactional producer; retrying')
         await this.#backoff()
       }
     }
+    return 'closing'
   }
 
   async #committedOffset (topic: string, partition: number, fallback: string): Promise<string | undefined> {

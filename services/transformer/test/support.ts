@@ -32,7 +32,7 @@ export interface TransformerStatus {
   transactionalId: string
   groupInstanceId: string | null
   assignment: number[] | null
-  counts: { transformed: number, deadLettered: number, transactionsCommitted: number, transactionsAborted: number, producerReplacements: number }
+  counts: { transformed: number, deadLettered: number, transactionsCommitted: number, transactionsAborted: number, producerReplacements: number, timesFenced: number }
   lastError: string | null
 }
 

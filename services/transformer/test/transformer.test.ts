@@ -6,7 +6,7 @@ import { DLQ_HEADERS } from '@pagestream/core'
 import { createTopics, deleteTopics, readTopic, topicExists, writeRecords } from '../../../test/helpers/kafka.js'
 import { ROOT } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
-import { asRecords, exactlyOnceReport, inputEvents, pipeline, startTransformer, status } from './support.js'
+import { asRecords, exactlyOnceReport, inputEvents, pipeline, startTransformer, status, writeSteadily } from './support.js'
 
 t.test('valid records come out transformed on the output topic; malformed ones go to the DLQ and the role goes on', async (t) => {
   const topics = await pipeline(t, 'tr-e2e')
@@ -133,4 +133,25 @@ t.test('a failing transaction is aborted and retried from the committed offset: 
   const { counts } = await status(transformer)
   t.match(counts, { transformed: 10, deadLettered: 1 })
   t.ok(counts.transactionsAborted >= 3)
+})
+
+t.test('two instances wrongly sharing one instance id: the older steps down, the newer writes each input once', async (t) => {
+  const topics = await pipeline(t, 'tr-twins')
+  const env = { TRANSFORMER_STATIC_MEMBERSHIP: 'false', TRANSFORMER_BATCH_SIZE: '50' }
+  const first = await startTransformer(t, topics, 'twin', env)
+  const events = inputEvents(5_000, 'twin')
+  // a stream long enough that the older one tries another transaction after the newer one started
+  const writing = writeSteadily(topics.input, asRecords(events), { chunk: 100, everyMs: 100 })
+  await waitFor('the first to make progress', async () => (await status(first)).counts.transformed > 0, 20_000, 20)
+  const second = await startTransformer(t, topics, 'twin', env)
+  await waitFor('the first to be fenced', async () => (await status(first)).counts.timesFenced === 1, 20_000, 20)
+  const fenced = await (await fetch(`${first.url}/health/ready`)).json() as { status: string, checks: Record<string, { ok: boolean, detail?: string }> }
+  t.equal(fenced.status, 'not ready', 'the fenced instance is not ready')
+  t.match(fenced.checks.transactions?.detail, /^fenced by another instance with transactional.id \S+; stepped down/)
+  await waitFor('the newer one to own every partition', async () => (await status(second)).assignment?.length === 3, 20_000, 50)
+  await writing
+  const outputs = await readTopic(topics.output, { count: events.length, timeoutMs: 30_000, settleMs: 1_500 })
+  t.same(exactlyOnceReport(events, outputs), { count: events.length, duplicates: [], missing: [], wrong: [] }, 'each input once')
+  t.equal((await fetch(`${second.url}/health/ready`)).status, 200, 'the newer one is ready')
+  t.equal((await status(first)).assignment, null, 'the older one left the group')
 })
