@@ -53,7 +53,7 @@ t.test('transformBatch: malformed records become dead letters with the reason an
   const [first] = batch.deadLetters
   t.equal(first?.headers[DLQ_HEADERS.topic], 'R1')
   t.equal(first?.headers[DLQ_HEADERS.partition], '0')
-  t.equal(first?.headers['event-id'], 'bad-0', 'the original headers travel with the dead letter')
+  t.equal((first?.headers as Record<string, unknown> | undefined)?.['event-id'], 'bad-0', 'the original headers travel with the dead letter')
   t.equal(first?.value?.toString(), 'not json', 'the poison record is kept as it was')
 })
 
