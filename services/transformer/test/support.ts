@@ -1,5 +1,6 @@
 import type { PageEvent } from '@pagestream/core'
 import { setTimeout as sleep } from 'node:timers/promises'
+import ckjs, { type KafkaJS } from '@confluentinc/kafka-javascript'
 import { type ReadRecord, createTopics, deleteTopics, testKafka, uniqueName } from '../../../test/helpers/kafka.js'
 import { type RunningRole, startRole } from '../../../test/helpers/process.js'
 
@@ -109,4 +110,21 @@ export async function writeSteadily (topic: string, records: ReturnType<typeof a
   } finally {
     await producer.disconnect()
   }
+}
+
+const { IsolationLevel } = ckjs.KafkaJS
+
+/**
+ * Whether a transaction with records already written is open on the topic now: its last stable
+ * offset (what read_committed readers may see) lags behind the high watermark on some partition.
+ */
+export async function openTransactionOn (admin: KafkaJS.Admin, topic: string): Promise<boolean> {
+  const [stable, written] = await Promise.all([
+    admin.fetchTopicOffsets(topic, { isolationLevel: IsolationLevel.READ_COMMITTED }),
+    admin.fetchTopicOffsets(topic, { isolationLevel: IsolationLevel.READ_UNCOMMITTED }),
+  ])
+  return stable.some((partition) => {
+    const high = written.find((p) => p.partition === partition.partition)?.high
+    return high !== undefined && BigInt(partition.high) < BigInt(high)
+  })
 }
