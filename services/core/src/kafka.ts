@@ -57,7 +57,7 @@ export function createKafkaClient (config: KafkaSettings, log: FastifyBaseLogger
  * Idempotent, acks=all, never creates topics. linger.ms=0 sends at once: measured on a local
  * broker, p50 of one awaited send is ~0.6 ms at linger 0 against ~6 ms at librdkafka's default 5.
  */
-export function producerProperties (options: { transactionalId?: string, deliveryTimeoutMs?: number, lingerMs?: number } = {}): ProducerConfig {
+export function producerProperties (options: { transactionalId?: string, transactionTimeoutMs?: number, deliveryTimeoutMs?: number, lingerMs?: number } = {}): ProducerConfig {
   const properties: ProducerConfig = {
     'enable.idempotence': true,
     acks: -1,
@@ -66,8 +66,12 @@ export function producerProperties (options: { transactionalId?: string, deliver
   }
   if (options.deliveryTimeoutMs !== undefined) properties['message.timeout.ms'] = options.deliveryTimeoutMs
   if (options.transactionalId !== undefined) {
+    // how long a transaction a crashed instance left open blocks read_committed readers, until the broker aborts it
+    const transactionTimeoutMs = options.transactionTimeoutMs ?? 60_000
     properties['transactional.id'] = options.transactionalId
-    properties['transaction.timeout.ms'] = 60_000
+    properties['transaction.timeout.ms'] = transactionTimeoutMs
+    // librdkafka refuses a transactional producer whose socket timeout exceeds the transaction timeout
+    properties['socket.timeout.ms'] = Math.min(60_000, transactionTimeoutMs)
   }
   return properties
 }

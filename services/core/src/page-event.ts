@@ -60,10 +60,19 @@ export function parsePageEvent (input: unknown): PageEvent {
     throw first === undefined ? new InvalidPageEventError('', 'not a PageEvent') : describe(first)
   }
   const epochMs = typeof input.date === 'number' ? input.date : Date.parse(input.date)
-  if (!Number.isFinite(epochMs) || epochMs > LATEST_EPOCH_MS) {
+  if (!Number.isFinite(epochMs) || epochMs > LATEST_EPOCH_MS || (typeof input.date === 'string' && !isCalendarDate(input.date))) {
     throw new InvalidPageEventError('date', `must be a real calendar date-time (got ${JSON.stringify(input.date)})`)
   }
   return { name: input.name, user: input.user, date: new Date(epochMs).toISOString(), duration: input.duration }
+}
+
+/** Date.parse rolls 2023-02-30 over to March 2nd; the written fields must name a real date and time. */
+function isCalendarDate (iso: string): boolean {
+  const [year, month, day, hour, minute, second] = [0, 5, 8, 11, 14, 17].map((at, i) => Number(iso.slice(at, at + (i === 0 ? 4 : 2))))
+  if (year === undefined || month === undefined || day === undefined || hour === undefined || minute === undefined) return false
+  const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate()
+  const secondOk = iso.charAt(16) !== ':' || (second !== undefined && second <= 59)
+  return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && secondOk
 }
 
 /** Epoch milliseconds of an event's `date`: the event time that analytics windows on. */

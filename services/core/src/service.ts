@@ -122,10 +122,23 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
   }
   let fastify: FastifyInstance | undefined
   closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS }, async ({ signal, err }) => {
-    if (err !== undefined) fastify?.log.error({ err }, 'stopping after an error')
-    else fastify?.log.info({ signal }, 'stopping')
-    await fastify?.close()
+    if (fastify === undefined) {
+      if (err !== undefined) process.stderr.write(`pagestream ${role.name}: failed before it was ready: ${err.stack ?? err.message}\n`)
+      return
+    }
+    if (err !== undefined) fastify.log.error({ err }, 'stopping after an error')
+    else fastify.log.info({ signal }, 'stopping')
+    await fastify.close()
   })
-  fastify = await createService(role, config)
-  await fastify.listen({ host: config.HTTP_HOST, port: config.HTTP_PORT })
+  try {
+    fastify = await createService(role, config)
+    await fastify.listen({ host: config.HTTP_HOST, port: config.HTTP_PORT })
+  } catch (err) {
+    // start-up failed (broker refused topic creation, port taken, bad client setting): say why, exit 1
+    const error = err as Error
+    if (fastify !== undefined) fastify.log.fatal({ err: error }, 'start-up failed')
+    else process.stderr.write(`pagestream ${role.name}: start-up failed: ${error.stack ?? error.message}\n`)
+    await fastify?.close().catch(() => {})
+    process.exit(1)
+  }
 }

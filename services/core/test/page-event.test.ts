@@ -13,6 +13,11 @@ t.test('epoch milliseconds become ISO 8601 in UTC', async (t) => {
   t.equal(eventTime(event), 1696113616975)
 })
 
+t.test('leap days exist in leap years only', async (t) => {
+  t.equal(parsePageEvent({ ...valid, date: '2024-02-29T12:00:00Z' }).date, '2024-02-29T12:00:00.000Z')
+  t.throws(() => parsePageEvent({ ...valid, date: '2023-02-29T12:00:00Z' }), /real calendar/)
+})
+
 t.test('offsets are normalised to UTC', async (t) => {
   t.equal(parsePageEvent({ ...valid, date: '2023-10-01T00:40:16+02:00' }).date, '2023-09-30T22:40:16.000Z')
 })
@@ -24,6 +29,8 @@ t.test('unknown properties are dropped, not refused', async (t) => {
 const refusals: Array<[string, unknown, string, RegExp]> = [
   ['a date that is not a date', { ...valid, date: 'yesterday' }, 'date', /ISO 8601 date-time or epoch milliseconds.*"yesterday"/],
   ['an impossible calendar date', { ...valid, date: '2023-13-45T99:99:00Z' }, 'date', /real calendar date-time/],
+  ['a day the month does not have', { ...valid, date: '2023-02-30T10:00:00Z' }, 'date', /real calendar date-time/],
+  ['a 25th hour', { ...valid, date: '2023-02-10T24:30:00Z' }, 'date', /real calendar date-time/],
   ['a negative duration', { ...valid, duration: -1 }, 'duration', /non-negative integer/],
   ['a fractional duration', { ...valid, duration: 1.5 }, 'duration', /non-negative integer/],
   ['a missing user', { name: 'blog', date: valid.date, duration: 1 }, 'user', /required/],

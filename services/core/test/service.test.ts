@@ -87,6 +87,11 @@ t.test('runService: SIGTERM drains and exits 0; bad config exits 2 naming the va
   t.equal((bad as { code: number }).code, 2)
   t.match((bad as { stderr: string }).stderr, /pagestream minimal: invalid configuration:\n {2}HTTP_PORT: must be an integer/)
 
+  const failing = await run(process.execPath, [fixture], { env: { ...process.env, KAFKA_BROKERS: TEST_BROKERS, HTTP_PORT: '0', MINIMAL_TOPIC: 'bad$name' } })
+    .catch((err: { code: number, stdout: string, stderr: string }) => err)
+  t.equal((failing as { code: number }).code, 1, 'a failed start-up exits 1')
+  t.match(`${(failing as { stdout: string }).stdout}${(failing as { stderr: string }).stderr}`, /start-up failed/, 'and says why')
+
   const help = await run(process.execPath, [fixture, '--help'])
   t.match(help.stdout, /MINIMAL_TOPIC +topic to write to \[default "minimal"\]/)
   t.match(help.stdout, /KAFKA_BROKERS +bootstrap brokers/)

@@ -162,14 +162,13 @@ export class TransformProcessor {
   }
 
   async #connectProducer (): Promise<Producer> {
-    const producer = this.client.producer({
-      ...producerProperties({ transactionalId: this.settings.instanceId, deliveryTimeoutMs: this.settings.deliveryTimeoutMs }),
-      // how long a transaction left open by a crashed instance that never returns (a new pod name) blocks
-      // read_committed readers of the output and the committed offsets of the input, until the broker aborts it
-      'transaction.timeout.ms': this.settings.deliveryTimeoutMs + 10_000,
-      // librdkafka refuses a transactional producer whose socket timeout exceeds the transaction timeout
-      'socket.timeout.ms': Math.min(60_000, this.settings.deliveryTimeoutMs + 10_000),
-    })
+    // a transaction a crashed instance left open (a new pod name never fences it) blocks R3 readers and
+    // R1 offsets until the broker aborts it: keep that short, just above the delivery timeout
+    const producer = this.client.producer(producerProperties({
+      transactionalId: this.settings.instanceId,
+      transactionTimeoutMs: this.settings.deliveryTimeoutMs + 10_000,
+      deliveryTimeoutMs: this.settings.deliveryTimeoutMs,
+    }))
     await producer.connect()
     return producer
   }
