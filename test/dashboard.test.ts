@@ -57,7 +57,7 @@ t.test('the dashboard charts and tabulates fresh pages from R2, under a strict C
   t.pass('the table shows 6 and 3 events, 705 and 820 ms')
 
   const dashboard = () => page.evaluate(() => {
-    const api = (window as unknown as { pagestream: { measure(): string, chartedPages(): string[], lastValues(kind: string): Record<string, number> } }).pagestream
+    const api = (globalThis as unknown as { pagestream: { measure(): string, chartedPages(): string[], lastValues(kind: string): Record<string, number> } }).pagestream
     return { measure: api.measure(), charted: api.chartedPages(), count: api.lastValues('count'), duration: api.lastValues('duration') }
   })
   let state = await dashboard()
@@ -70,7 +70,7 @@ t.test('the dashboard charts and tabulates fresh pages from R2, under a strict C
   t.same(state.duration, { [home]: 705, [blog]: 820 })
 
   // a few seconds of points, so that the screenshot shows lines
-  await page.waitForFunction(() => (window as unknown as { pagestream: { points(kind: string): number } }).pagestream.points('duration') >= 5, undefined, { timeout: 15_000 })
+  await page.waitForFunction(() => (globalThis as unknown as { pagestream: { points(kind: string): number } }).pagestream.points('duration') >= 5, undefined, { timeout: 15_000 })
   mkdirSync(join(ROOT, 'test-artifacts'), { recursive: true })
   await page.screenshot({ path: join(ROOT, 'test-artifacts', 'dashboard.png') })
 
