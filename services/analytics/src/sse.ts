@@ -101,7 +101,10 @@ export class SseHub {
 
   #write (client: Client, frame: string): void {
     const { response } = client
-    if (response.destroyed) return
+    if (response.destroyed) {
+      this.#clients.delete(client)
+      return
+    }
     if (response.writableLength + Buffer.byteLength(frame) > this.#options.clientBufferBytes) {
       this.#options.log.warn({ channel: client.channel, unread: response.writableLength }, 'dropping an SSE client that does not read')
       this.#dropped.inc({ channel: client.channel })
@@ -112,9 +115,13 @@ export class SseHub {
     response.write(frame)
   }
 
+  /** Ends every stream; a client that does not read cannot drain the end, so its socket is destroyed. */
   close (): void {
     clearInterval(this.#heartbeat)
-    for (const client of this.#clients) client.response.end()
+    for (const { response } of this.#clients) {
+      response.end()
+      if (response.writableLength > 0) response.destroy()
+    }
     this.#clients.clear()
   }
 }

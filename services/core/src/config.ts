@@ -21,6 +21,7 @@ export function commonConfig (role: string, httpPort: number) {
   return {
     HTTP_HOST: Type.String({ default: '127.0.0.1', description: 'address to listen on (the image sets 0.0.0.0)' }),
     HTTP_PORT: Port(httpPort, 'HTTP port'),
+    HTTP_TRUST_PROXY: Type.String({ default: '', description: 'proxies whose X-Forwarded-For names the client (for rate limits and logs): empty none, true any, or addresses/CIDRs' }),
     LOG_LEVEL: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')],
       { default: 'info', description: 'pino log level' }),
     SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 1000, default: 10_000, description: 'longest graceful shutdown before exit' }),

@@ -31,8 +31,9 @@ export async function createService<P extends TProperties> (
     logger: options.logger === false ? false : loggerOptions(config.LOG_LEVEL),
     requestTimeout: 30_000,
     connectionTimeout: 10_000,
-    // SSE connections stay open; closing the server must not wait for them forever
-    forceCloseConnections: true,
+    // on close, idle keep-alive sockets go at once; requests under way finish (SSE streams are ended by their plugin)
+    forceCloseConnections: 'idle',
+    trustProxy: trustedProxies(config.HTTP_TRUST_PROXY),
     ajv: { customOptions: { verbose: true } },
     schemaErrorFormatter: validationMessage,
   })
@@ -62,6 +63,13 @@ export async function createService<P extends TProperties> (
   await fastify.register(kafkaPlugin, { config })
   await fastify.register(role.app, { config })
   return fastify
+}
+
+/** HTTP_TRUST_PROXY: empty trusts no proxy, "true" any, otherwise a comma-separated list of addresses or CIDRs. */
+function trustedProxies (setting: string): boolean | string {
+  if (setting === '' || setting === 'false') return false
+  if (setting === 'true') return true
+  return setting
 }
 
 type AjvError = FastifySchemaValidationError & { parentSchema?: { description?: string }, data?: unknown }

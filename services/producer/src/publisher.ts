@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import { HttpError, type KafkaContext, type PageEvent, type Producer, pageEventMessage } from '@pagestream/core'
+import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 
 export interface PublishedEvent { eventId: string, partition: number, offset: string }
@@ -14,7 +15,7 @@ export class Publisher {
   readonly #published: Counter<'topic'>
   readonly #refused: Counter<'topic' | 'reason'>
 
-  constructor (private readonly producer: Producer, private readonly kafka: KafkaContext, metrics: Registry) {
+  constructor (private readonly producer: Producer, private readonly kafka: KafkaContext, metrics: Registry, private readonly log: FastifyBaseLogger) {
     this.#published = new Counter({ name: 'pagestream_events_published_total', help: 'events acknowledged by the broker', labelNames: ['topic'], registers: [metrics] })
     this.#refused = new Counter({ name: 'pagestream_publish_failures_total', help: 'events the broker did not acknowledge', labelNames: ['topic', 'reason'], registers: [metrics] })
   }
@@ -35,9 +36,10 @@ export class Publisher {
     if (failed.length > 0) {
       this.#refused.inc({ topic, reason: 'not-acknowledged' }, failed.length)
       const acknowledged = outcomes.length - failed.length
-      const cause = (failed[0] as PromiseRejectedResult).reason as Error
+      // the client library's reason stays in our log; the client learns what was and was not written
+      this.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, topic, failed: failed.length }, 'events not acknowledged')
       throw new HttpError(503,
-        `the broker did not acknowledge ${failed.length} of ${outcomes.length} events (${cause.message}); ${acknowledged} were written, retry later`,
+        `the broker did not acknowledge ${failed.length} of ${outcomes.length} events; ${acknowledged} were written, retry later`,
         { 'retry-after': RETRY_AFTER_SECONDS })
     }
     this.#published.inc({ topic }, events.length)

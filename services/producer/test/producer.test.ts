@@ -1,3 +1,4 @@
+import { request as httpRequest } from 'node:http'
 import t, { type Test } from 'tap'
 import type { InjectOptions } from 'fastify'
 import { createService, loadConfig } from '@pagestream/core'
@@ -80,6 +81,14 @@ t.test('refusals are 4xx JSON naming the problem, and nothing is written', async
   t.equal((await readTopic(offList, { count: 0, settleMs: 1500 })).length, 0, 'nothing reached the off-list topic')
 })
 
+t.test('behind a trusted proxy, each client address has its own rate limit', async (t) => {
+  const topic = uniqueName('prod-proxy')
+  t.teardown(() => deleteTopics([topic]))
+  const fastify = await producerService(t, { PRODUCER_TOPICS: topic, RATE_LIMIT_MAX: '1', HTTP_TRUST_PROXY: '127.0.0.1' })
+  const from = (client: string) => fastify.inject({ url: `/publish/${topic}/p`, headers: { 'x-forwarded-for': client } })
+  t.same([(await from('203.0.113.1')).statusCode, (await from('203.0.113.2')).statusCode, (await from('203.0.113.1')).statusCode], [200, 200, 429])
+})
+
 t.test('rate limit answers 429 JSON', async (t) => {
   const topic = uniqueName('prod-rate')
   t.teardown(() => deleteTopics([topic]))
@@ -112,21 +121,35 @@ t.test('broker unreachable: 503 with Retry-After within seconds, never a hang', 
   t.ok(Date.now() - fast < 500, 'once the broker is known down, refusals are immediate')
 })
 
+function postOnNewConnection (url: string, body: string): Promise<{ status: number, contentType: string, body: string, error: string }> {
+  return new Promise((resolve) => {
+    const request = httpRequest(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', connection: 'close' } }, (response) => {
+      let text = ''
+      response.setEncoding('utf8')
+      response.on('data', (chunk: string) => { text += chunk })
+      response.on('end', () => resolve({ status: response.statusCode ?? 0, contentType: String(response.headers['content-type'] ?? ''), body: text, error: '' }))
+      response.on('error', (err: NodeJS.ErrnoException) => resolve({ status: 0, contentType: '', body: '', error: err.code ?? err.message }))
+    })
+    request.on('error', (err: NodeJS.ErrnoException) => resolve({ status: 0, contentType: '', body: '', error: err.code ?? err.message }))
+    request.end(body)
+  })
+}
+
 t.test('SIGTERM during a burst of publishes loses no acknowledged event', async (t) => {
   const topic = uniqueName('prod-term')
   t.teardown(() => deleteTopics([topic]))
   const producer = await startRole(t, 'producer', { PRODUCER_TOPICS: topic })
   const acknowledged: string[] = []
   let refused = 0
+  const broken: Array<{ user: string, outcome: string }> = []
   const burst = Array.from({ length: 400 }, async (_, i) => {
     await new Promise((resolve) => setTimeout(resolve, i * 2))
-    try {
-      const response = await fetch(`${producer.url}/events/${topic}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ ...event, user: `U${i}` }) })
-      if (response.status === 200) acknowledged.push(...(await response.json() as { results: Array<{ eventId: string }> }).results.map((r) => r.eventId))
-      else refused++
-    } catch {
-      refused++
-    }
+    // a connection per request: a reset then means a request under way was cut, not a keep-alive race
+    const response = await postOnNewConnection(`${producer.url}/events/${topic}`, JSON.stringify({ ...event, user: `U${i}` }))
+    if (response.status === 200) acknowledged.push(...(JSON.parse(response.body) as { results: Array<{ eventId: string }> }).results.map((r) => r.eventId))
+    else if (response.status === 503 && /json/.test(response.contentType)) refused++
+    else if (response.status === 0 && response.error === 'ECONNREFUSED') refused++
+    else broken.push({ user: `U${i}`, outcome: response.status === 0 ? response.error : `HTTP ${response.status}` })
   })
   await waitFor('some events acknowledged', () => acknowledged.length >= 50)
   const stopping = Date.now()
@@ -139,4 +162,8 @@ t.test('SIGTERM during a burst of publishes loses no acknowledged event', async 
   const records = await readTopic(topic, { count: acknowledged.length })
   const onTopic = new Set(records.map((r) => r.headers['event-id']))
   t.equal(acknowledged.filter((id) => !onTopic.has(id)).length, 0, `all ${acknowledged.length} acknowledged events are on the topic`)
+  t.equal(records.length, acknowledged.length, 'and nothing else: no request was processed without its answer')
+  const users = new Set(records.map((r) => (JSON.parse(r.value ?? '{}') as { user: string }).user))
+  t.same(broken.filter((b) => users.has(b.user)), [], `connections reset during close (${broken.length}) carried requests never processed`)
+  t.ok(broken.every((b) => b.outcome === 'ECONNRESET'), 'the only other outcome is a reset of a connection not yet read')
 })
