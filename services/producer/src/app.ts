@@ -39,7 +39,7 @@ export const role: Role<typeof config> = {
       await publishing.register(rateLimit, { max: config.RATE_LIMIT_MAX, timeWindow: config.RATE_LIMIT_WINDOW_MS })
       await publishing.register(publishRoutes, {
         policy,
-        publisher: new Publisher(producer, fastify.kafka, fastify.metrics, fastify.log.child({ component: 'publisher' })),
+        publisher: new Publisher(producer, fastify.kafka, fastify.metrics, fastify.log.child({ component: 'publisher' }), config.PUBLISH_TIMEOUT_MS + 500),
         users: config.PRODUCER_USERS,
         maxBatch: config.EVENTS_MAX_BATCH,
         bodyLimit: config.BODY_LIMIT_BYTES,

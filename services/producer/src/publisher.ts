@@ -15,7 +15,13 @@ export class Publisher {
   readonly #published: Counter<'topic'>
   readonly #refused: Counter<'topic' | 'reason'>
 
-  constructor (private readonly producer: Producer, private readonly kafka: KafkaContext, metrics: Registry, private readonly log: FastifyBaseLogger) {
+  constructor (
+    private readonly producer: Producer,
+    private readonly kafka: KafkaContext,
+    metrics: Registry,
+    private readonly log: FastifyBaseLogger,
+    private readonly timeoutMs: number,
+  ) {
     this.#published = new Counter({ name: 'pagestream_events_published_total', help: 'events acknowledged by the broker', labelNames: ['topic'], registers: [metrics] })
     this.#refused = new Counter({ name: 'pagestream_publish_failures_total', help: 'events the broker did not acknowledge', labelNames: ['topic', 'reason'], registers: [metrics] })
   }
@@ -28,7 +34,7 @@ export class Publisher {
     // one send per event: the client reports offsets per partition, and we promise them per record
     const outcomes = await Promise.allSettled(events.map(async (event) => {
       const eventId = randomUUID()
-      const [metadata] = await this.producer.send({ topic, messages: [pageEventMessage(event, eventId)] })
+      const [metadata] = await withDeadline(this.producer.send({ topic, messages: [pageEventMessage(event, eventId)] }), this.timeoutMs)
       if (metadata === undefined || metadata.errorCode !== 0) throw new Error(`broker error ${metadata?.errorCode ?? 'unknown'}`)
       return { eventId, partition: metadata.partition, offset: metadata.baseOffset ?? String(metadata.offset) }
     }))
@@ -44,5 +50,18 @@ export class Publisher {
     }
     this.#published.inc({ topic }, events.length)
     return outcomes.map((o) => (o as PromiseFulfilledResult<PublishedEvent>).value)
+  }
+}
+
+/** librdkafka's message.timeout.ms is the same deadline; this one holds even when the client itself stalls. */
+async function withDeadline<T> (work: Promise<T>, timeoutMs: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined
+  const expired = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no acknowledgement within ${timeoutMs} ms`)), timeoutMs)
+  })
+  try {
+    return await Promise.race([work, expired])
+  } finally {
+    clearTimeout(timer)
   }
 }
