@@ -16,7 +16,8 @@ Usage: deploy/local/broker.sh <up|stop|down|status|jars>
 
 Environment:
   KAFKA_PORT        client port on localhost                 (default 9092)
-  CONTROLLER_PORT   KRaft controller port                     (default KAFKA_PORT+10000)
+  CONTROLLER_PORT   KRaft controller (Redpanda RPC) port      (default KAFKA_PORT+10000)
+  ADMIN_PORT        Redpanda admin API port                   (default KAFKA_PORT+20000, redpanda only)
   BROKER_DATA       data, logs and pid file                   (default $TMPDIR/pagestream-broker-$KAFKA_PORT)
   PAGESTREAM_CACHE  where the Kafka jars are kept             (default ~/.cache/pagestream)
   BROKER_ENGINE     kafka or redpanda                         (default redpanda when on PATH)
@@ -27,6 +28,7 @@ EOF
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 port=${KAFKA_PORT:-9092}
 controller_port=${CONTROLLER_PORT:-$((port + 10000))}
+admin_port=${ADMIN_PORT:-$((port + 20000))}
 data=${BROKER_DATA:-${TMPDIR:-/tmp}/pagestream-broker-$port}
 cache=${PAGESTREAM_CACHE:-$HOME/.cache/pagestream}
 timeout=${BROKER_TIMEOUT:-90}
@@ -47,7 +49,8 @@ port_open() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 our_pid() {
   [ -f "$pidfile" ] || return 1
   local pid; pid=$(cat "$pidfile")
-  kill -0 "$pid" 2>/dev/null && echo "$pid"
+  # a pid file can outlive a reboot; only a process of ours with that pid counts
+  kill -0 "$pid" 2>/dev/null && grep -qaE 'kafka\.Kafka|redpanda' "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
 }
 
 resolve_jars() {
@@ -110,13 +113,28 @@ start_kafka() {
   echo $! >"$pidfile"
 }
 
+redpanda_config() {
+  # only the Kafka API, RPC and admin listeners: no HTTP proxy or schema registry, whose default
+  # ports (8081, 8082) are the producer's and the supplier's
+  cat <<EOF
+redpanda:
+  data_directory: $data/redpanda
+  developer_mode: true
+  rpc_server: {address: 127.0.0.1, port: $controller_port}
+  advertised_rpc_api: {address: 127.0.0.1, port: $controller_port}
+  kafka_api: [{address: 127.0.0.1, port: $port}]
+  advertised_kafka_api: [{address: localhost, port: $port}]
+  admin: [{address: 127.0.0.1, port: $admin_port}]
+rpk:
+  kafka_api: {brokers: ["localhost:$port"]}
+  admin_api: {addresses: ["127.0.0.1:$admin_port"]}
+EOF
+}
+
 start_redpanda() {
   mkdir -p "$data/redpanda"
-  setsid nohup rpk redpanda start --mode dev-container --smp 1 --memory 1G \
-    --config "$data/redpanda.yaml" \
-    --kafka-addr "PLAINTEXT://127.0.0.1:$port" --advertise-kafka-addr "PLAINTEXT://localhost:$port" \
-    --rpc-addr "127.0.0.1:$controller_port" --set "redpanda.data_directory=$data/redpanda" \
-    --set redpanda.auto_create_topics_enabled=false \
+  redpanda_config >"$data/redpanda.yaml"
+  setsid nohup rpk redpanda start --mode dev-container --smp 1 --memory 1G --config "$data/redpanda.yaml" \
     >"$data/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
 }
@@ -124,7 +142,8 @@ start_redpanda() {
 ready() {
   case $(engine) in
     kafka) grep -q 'Kafka Server started' "$data/logs/server.log" 2>/dev/null ;;
-    redpanda) port_open "$port" && rpk cluster health -X "brokers=localhost:$port" 2>/dev/null | grep -q 'Healthy: *true' ;;
+    redpanda) port_open "$port" && rpk cluster health --config "$data/redpanda.yaml" 2>/dev/null | grep -q 'Healthy: *true' \
+      && rpk cluster config set auto_create_topics_enabled false --config "$data/redpanda.yaml" >/dev/null 2>&1 ;;
   esac
 }
 

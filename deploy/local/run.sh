@@ -10,7 +10,12 @@ declare -A ports=([analytics]=8080 [producer]=8081 [supplier]=8082 [consumer]=80
 log() { printf 'run: %s\n' "$*" >&2; }
 
 built() { [ -f "$root/services/$1/dist/server.js" ]; }
-pid_of() { [ -f "$state/$1.pid" ] && kill -0 "$(cat "$state/$1.pid")" 2>/dev/null && cat "$state/$1.pid"; }
+# a pid file can outlive a reboot: the pid only counts while it still runs this role's server
+pid_of() {
+  [ -f "$state/$1.pid" ] || return 1
+  local pid; pid=$(cat "$state/$1.pid")
+  kill -0 "$pid" 2>/dev/null && grep -qa "services/$1/dist/server.js" "/proc/$pid/cmdline" 2>/dev/null && echo "$pid"
+}
 
 ready() { curl -fsS -o /dev/null "http://127.0.0.1:${ports[$1]}/health/ready" 2>/dev/null; }
 

@@ -30,18 +30,21 @@ java_ok() {
 system() {
   local wanted=("${build_packages[@]}")
   [ "${1:-}" = "--test" ] && wanted+=("${test_packages[@]}")
-  java_ok || wanted+=(openjdk-17-jre-headless)
+  java_ok || wanted+=(default-jre-headless)  # Java 17 on bookworm, 21 on trixie
   command -v mvn >/dev/null 2>&1 || wanted+=(maven)
   mapfile -t missing < <(missing_packages "${wanted[@]}")
   [ ${#missing[@]} -eq 0 ] && return 0
   if ! command -v apt-get >/dev/null 2>&1; then
     log "please install: ${missing[*]} (Debian names; no apt-get here)"; exit 1
   fi
-  local sudo=()
-  [ "$(id -u)" -ne 0 ] && sudo=(sudo)
+  local as_root=(env DEBIAN_FRONTEND=noninteractive)
+  if [ "$(id -u)" -ne 0 ]; then
+    command -v sudo >/dev/null 2>&1 || { log "as root, please run: apt-get install ${missing[*]}"; exit 1; }
+    as_root=(sudo env DEBIAN_FRONTEND=noninteractive)
+  fi
   log "installing ${missing[*]}"
-  "${sudo[@]}" apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  "${as_root[@]}" apt-get update -qq
+  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 }
 
 kafka_client_loads() {
