@@ -1,11 +1,11 @@
 import { hostname } from 'node:os'
 import { Type, type StaticDecode, type TObject } from '@sinclair/typebox'
 import fp from 'fastify-plugin'
-import { ConfigError, type Role, commonConfig, connectionProperties, deadLetterTopic } from '@pagestream/core'
+import { type Role, commonConfig, connectionProperties, deadLetterTopic } from '@pagestream/core'
 import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
 import { WindowProcessor } from './processor.js'
-import type { WindowSpec } from './windows.js'
+import { windowSpec } from './windows.js'
 
 const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
 
@@ -22,6 +22,7 @@ const config = {
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
   WINDOW_GRACE_MS: Millis(2_000, 'how long after its end a window still accepts out-of-order events'),
+  WINDOW_SLICE_MS: Millis(1_000, 'windows keep sub-totals per slice of this length, so rolling totals are exact to the slice; must divide the window size and advance, and the rolling spans must be whole slices', 1),
   EVENT_MAX_FUTURE_MS: Millis(3_600_000, 'events dated further ahead of the clock go to the dead-letter topic, so one bad date cannot close every window (0: no limit)'),
   LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),
   COMMIT_INTERVAL_MS: Millis(500, 'transaction interval: window updates, changelog and offsets commit together', 10),
@@ -96,14 +97,6 @@ export const role: Role<typeof config> = {
       },
     })
   },
-}
-
-function windowSpec (config: { WINDOW_SIZE_MS: number, WINDOW_ADVANCE_MS: number, WINDOW_GRACE_MS: number }): WindowSpec {
-  const advanceMs = config.WINDOW_ADVANCE_MS === 0 ? config.WINDOW_SIZE_MS : config.WINDOW_ADVANCE_MS
-  if (advanceMs > config.WINDOW_SIZE_MS) {
-    throw new ConfigError([`WINDOW_ADVANCE_MS: must not exceed WINDOW_SIZE_MS (${config.WINDOW_SIZE_MS}), or windows would leave gaps (got ${advanceMs})`])
-  }
-  return { sizeMs: config.WINDOW_SIZE_MS, advanceMs, graceMs: config.WINDOW_GRACE_MS }
 }
 
 /**

@@ -13,7 +13,7 @@ export interface LiveOptions {
   connection: Record<string, string>
   metrics: Registry
   outputTopic: string
-  spec: { sizeMs: number, advanceMs: number }
+  spec: { sizeMs: number, advanceMs: number, sliceMs: number }
   retentionMs: number
   countSpanMs: number
   durationSpanMs: number

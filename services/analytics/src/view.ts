@@ -1,8 +1,18 @@
-import type { WindowRecord } from './windows.js'
+import { type WindowRecord, slicesOf } from './windows.js'
 
-interface HeldWindow { record: WindowRecord, start: number, end: number }
+interface HeldWindow {
+  record: WindowRecord
+  start: number
+  end: number
+  /** The record's sub-totals, or one slice (the whole window) for a record written before slices existed. */
+  sliceMs: number
+  slices: Record<Measure, number[]>
+}
 
 export type Measure = 'count' | 'durationSum'
+
+/** A tile of a rolling span: the part [start, until) of the window starting at `start`. */
+export interface Tile { start: number, until: number }
 
 /**
  * The latest record of every (page, window) read from R4, for every page, so any replica can
@@ -12,7 +22,7 @@ export type Measure = 'count' | 'durationSum'
 export class AnalyticsView {
   readonly #pages = new Map<string, Map<number, HeldWindow>>()
 
-  constructor (readonly spec: { sizeMs: number, advanceMs: number }, readonly retentionMs: number) {}
+  constructor (readonly spec: { sizeMs: number, advanceMs: number, sliceMs: number }, readonly retentionMs: number) {}
 
   /** Keeps the record unless the view already holds the final one of that window. */
   apply (record: WindowRecord): boolean {
@@ -26,7 +36,8 @@ export class AnalyticsView {
     }
     const held = windows.get(start)
     if (held?.record.final === true && !record.final) return false
-    windows.set(start, { record, start, end })
+    const { sliceMs, sliceCounts, sliceDurationSums } = slicesOf(record, start, end)
+    windows.set(start, { record, start, end, sliceMs, slices: { count: sliceCounts, durationSum: sliceDurationSums } })
     return true
   }
 
@@ -35,44 +46,57 @@ export class AnalyticsView {
   }
 
   /**
-   * Starts of the windows that tile the span (now - spanMs, now]: the newest window holding `now`,
-   * then the windows before it, each ending where the next starts, back to the first that still
-   * ends after now - spanMs. With hopping windows the tiles do not overlap, so nothing counts twice.
+   * First instant of the rolling span at `now`: the slice holding `now` and the spanMs / sliceMs - 1
+   * slices before it make up the span, so it holds the events dated in [spanStart, now].
    */
-  tileStarts (now: number, spanMs: number): number[] {
+  spanStart (now: number, spanMs: number): number {
+    const { sliceMs } = this.spec
+    return Math.floor(now / sliceMs) * sliceMs - spanMs + sliceMs
+  }
+
+  /**
+   * Windows that tile the span without overlapping: the newest window holding `now`, then, for
+   * each tile, the oldest window that still reaches the start of the tile after it, taking the part
+   * of it up to that start; back to the first tile that reaches into the span. With tumbling windows,
+   * or hopping ones whose size is a multiple of the advance, every tile but the newest is a whole window.
+   */
+  tiles (now: number, spanMs: number): Tile[] {
     const { sizeMs, advanceMs } = this.spec
-    const starts: number[] = []
-    for (let start = Math.floor(now / advanceMs) * advanceMs; start + sizeMs > now - spanMs; start -= sizeMs) starts.push(start)
-    return starts
+    const from = this.spanStart(now, spanMs)
+    let start = Math.floor(now / advanceMs) * advanceMs
+    const tiles: Tile[] = [{ start, until: start + sizeMs }]
+    while (start > from) {
+      const until = start
+      start = Math.ceil((until - sizeMs) / advanceMs) * advanceMs
+      tiles.push({ start, until })
+    }
+    return tiles
+  }
+
+  tileStarts (now: number, spanMs: number): number[] {
+    return this.tiles(now, spanMs).map((tile) => tile.start)
   }
 
   /**
-   * How much of a tile's value belongs to (now - spanMs, now]: the share of its elapsed part
-   * (up to now) that lies in the span. 1 for every tile but the oldest, which usually reaches back
-   * before the span; its events are taken as spread evenly over it.
-   */
-  tileWeight (start: number, now: number, spanMs: number): number {
-    const elapsedEnd = Math.min(start + this.spec.sizeMs, now)
-    if (elapsedEnd <= start) return 1
-    const inside = elapsedEnd - Math.max(start, now - spanMs)
-    return Math.max(0, Math.min(1, inside / (elapsedEnd - start)))
-  }
-
-  /**
-   * page -> the measure over the last spanMs, rounded to an integer: the tiles of the span summed,
-   * the oldest weighted by the part of it inside the span. So the total glides instead of jumping
-   * at window boundaries (a steady rate gives a flat line), is exact whenever the span starts on a
-   * window boundary, and otherwise errs by at most the unevenness within one window; smaller
-   * windows (WINDOW_SIZE_MS) make it finer. Every known page is present, 0 when quiet.
+   * page -> the measure over the span [spanStart, now]: per tile, the sum of the window's slices
+   * that lie in the tile and in the span. Slices sit on multiples of the slice length, and so does
+   * the span start, so a slice is either inside or outside: the total is exact to the slice, with
+   * no guess about how events spread inside a window. A burst reads its full size until it leaves
+   * the span, then 0. A record without slices is one slice and counts whole while it reaches into
+   * the span. Every known page is present, 0 when quiet.
    */
   rolling (now: number, spanMs: number, measure: Measure): Record<string, number> {
-    const tiles = this.tileStarts(now, spanMs).map((start) => ({ start, weight: this.tileWeight(start, now, spanMs) }))
+    const from = this.spanStart(now, spanMs)
+    const tiles = this.tiles(now, spanMs)
     const totals: Record<string, number> = {}
     for (const page of this.pages()) {
       const windows = this.#pages.get(page)!
       let total = 0
-      for (const { start, weight } of tiles) total += (windows.get(start)?.record[measure] ?? 0) * weight
-      totals[page] = Math.round(total)
+      for (const tile of tiles) {
+        const held = windows.get(tile.start)
+        if (held !== undefined) total += sliceSum(held, measure, Math.max(from, tile.start), Math.min(now + 1, tile.until))
+      }
+      totals[page] = total
     }
     return totals
   }
@@ -100,4 +124,14 @@ export class AnalyticsView {
     for (const windows of this.#pages.values()) count += windows.size
     return count
   }
+}
+
+/** Sum of the window's slices that start before `to` and end after `from` (only those are visited). */
+function sliceSum (held: HeldWindow, measure: Measure, from: number, to: number): number {
+  const values = held.slices[measure]
+  const first = Math.max(0, Math.floor((from - held.start) / held.sliceMs))
+  const last = Math.min(values.length - 1, Math.ceil((to - held.start) / held.sliceMs) - 1)
+  let sum = 0
+  for (let i = first; i <= last; i += 1) sum += values[i]!
+  return sum
 }

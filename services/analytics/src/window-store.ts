@@ -1,6 +1,6 @@
 import type { PageEvent } from '@pagestream/core'
 import { eventTime } from '@pagestream/core'
-import { type WindowSpec, type WindowState, decodeWindowState, isClosed, windowKey, windowStartsFor } from './windows.js'
+import { type WindowSpec, type WindowState, decodeWindowState, emptyWindow, isClosed, sliceIndex, windowKey, windowStartsFor } from './windows.js'
 
 /** Changelog key of a partition's stream time; window keys always contain `|`, this one never does. */
 export const STREAM_TIME_KEY = '@stream-time'
@@ -45,11 +45,15 @@ export class PartitionWindows {
       const key = windowKey(event.name, start)
       let window = this.windows.get(key)
       if (window === undefined) {
-        window = { page: event.name, start, end, count: 0, durationSum: 0, users: new Set(), longViews: 0 }
+        window = emptyWindow(event.name, start, end, this.spec.sliceMs)
         this.windows.set(key, window)
       }
       window.count += 1
       window.durationSum += event.duration
+      // the window's own slice length: one restored from an older changelog has a single slice
+      const slice = sliceIndex(window, time)
+      window.sliceCounts[slice]! += 1
+      window.sliceDurationSums[slice]! += event.duration
       window.users.add(event.user)
       if (event.duration > this.longViewThresholdMs) window.longViews += 1
       this.#dirty.add(key)

@@ -108,8 +108,9 @@ t.test('SIGKILL several times while events flow: the finals in R4 equal a count 
 
 t.test('a restart after SIGKILL continues the open windows from the changelog', async (t) => {
   const topics = await analyticsTopics(t, 'restore', 3)
-  const first = await startRole(t, 'analytics', env(topics))
-  const open = (count: number, user: string) => Array.from({ length: count }, (_, i) => ({ page: 'restored', user: `${user}${i}`, at: T0 + 100 + i, duration: 200 }))
+  // 100 ms slices: the sub-totals per slice must come back from the changelog as well
+  const first = await startRole(t, 'analytics', { ...env(topics), WINDOW_SLICE_MS: '100' })
+  const open = (count: number, user: string, at = 100) => Array.from({ length: count }, (_, i) => ({ page: 'restored', user: `${user}${i}`, at: T0 + at + i, duration: 200 }))
   await writeRecords(topics.input, open(10, 'A').map(eventMessage))
   // the first 10 are committed: offsets, changelog and an update in R4, in one transaction
   await waitFor('the update of the open window', async () => {
@@ -117,14 +118,17 @@ t.test('a restart after SIGKILL continues the open windows from the changelog', 
     return records.some((r) => JSON.parse(r.value ?? '{}').count === 10)
   }, 30_000)
   await first.stop('SIGKILL')
-  const second = await startRole(t, 'analytics', env(topics))
+  const second = await startRole(t, 'analytics', { ...env(topics), WINDOW_SLICE_MS: '100' })
   const [restore] = restores([second])
   t.ok(restore !== undefined && restore.windows >= 1, 'the restarted instance restored the open window')
   t.comment(`restore after SIGKILL: ${restore?.ms} ms for ${restore?.records} changelog records`)
-  await writeRecords(topics.input, [...open(5, 'B'), { page: 'restored', user: 'X', at: T0 + 10_000, duration: 1 }].map(eventMessage))
+  await writeRecords(topics.input, [...open(5, 'B', 600), { page: 'restored', user: 'X', at: T0 + 10_000, duration: 1 }].map(eventMessage))
   const finals = finalTable(await readWindows(topics.output, 1))
   t.same(finals, [{ page: 'restored', start: T0, end: T0 + SIZE, count: 15, durationSum: 3000, distinctUsers: 15, longViews: 15 }],
     'the final counts the events before and after the crash exactly once')
+  const final = (await readTopic(topics.output, { count: 1 })).map((r) => JSON.parse(r.value ?? '{}') as Record<string, unknown>).find((r) => r.final === true)
+  t.match(final, { sliceMs: 100, sliceCounts: [0, 10, 0, 0, 0, 0, 5, 0, 0, 0], sliceDurationSums: [0, 2000, 0, 0, 0, 0, 1000, 0, 0, 0] },
+    'and its slices: the 10 before the crash restored into theirs, the 5 after it in theirs')
 })
 
 t.test('throughput: a backlog of events processed by one instance', async (t) => {

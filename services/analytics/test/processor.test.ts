@@ -103,3 +103,9 @@ t.test('SIGTERM: what was processed is committed before the process exits', asyn
   const records = await readWindows(topics.output, 0)
   t.same(records.map((r) => [r.page, r.count, r.final]), [['bye', 8, false]], 'the open window was committed on the way out')
 })
+
+t.test('a slice that does not fit the windows: the service refuses to start and names the variable', async (t) => {
+  const role = await startRole(t, 'analytics', { WINDOW_SIZE_MS: '1500', ANALYTICS_INPUT_TOPIC: 'never-created' }, { waitReady: false })
+  t.equal(await role.exited, 1, 'exit code 1')
+  t.match(role.output.join('\n'), /WINDOW_SLICE_MS: must divide WINDOW_SIZE_MS \(1500\) and the window advance \(1500\), e\.g\. 750 \(got 1000\)/)
+})

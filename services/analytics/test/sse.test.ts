@@ -53,6 +53,36 @@ t.test('rolling totals: events of the last 5 s on /analytics, durations of the l
   t.same(counts.latest(), { rolling: 0 }, 'a quiet page reads 0')
 })
 
+t.test('a burst in one instant reads its exact size on /analytics until it leaves the 5 s span, then 0: no decay', async (t) => {
+  const topics = await analyticsTopics(t, 'sse-burst')
+  // the defaults: tumbling 5 s windows, 1 s slices
+  const fastify = await startAnalytics(t, { ...topicEnv(topics), WINDOW_GRACE_MS: '60000', SSE_INTERVAL_MS: '200' })
+  const base = await listening(fastify)
+  const counts = await SseClient.open(`${base}/analytics`)
+  t.teardown(() => counts.close())
+
+  // just after a window boundary, date the burst 300 ms before it: in the older window, where
+  // spreading that window's count over its 5 s would have shown a share of it, shrinking
+  await waitFor('the clock to be early in a 5 s window', () => Date.now() % 5000 >= 100 && Date.now() % 5000 < 800, 6_000, 20)
+  const boundary = Math.floor(Date.now() / 5000) * 5000
+  const at = boundary - 300
+  const leaves = Math.floor(at / 1000) * 1000 + 5000
+  await writeRecords(topics.input, Array.from({ length: 7 }, (_, i) => eventMessage({ page: 'burst', user: `B${i}`, at, duration: 10 })))
+
+  await waitFor('/analytics to show the 7 events', () => counts.latest()?.burst === 7, 15_000, 20)
+  const first = counts.events.length - 1
+  await waitFor('the burst to leave the span', () => counts.latest()?.burst === 0, 15_000, 20)
+  const dropped = Date.now()
+  const readings = counts.events.slice(first).map((e) => (JSON.parse(e.data) as Record<string, number>).burst)
+  t.ok(readings.length >= 5, `${readings.length} readings while the burst was in the span`)
+  t.same([...new Set(readings)], [7, 0], `exactly 7 at every reading, then 0: ${readings.join(' ')}`)
+  t.ok(dropped >= leaves && dropped < leaves + 2000, `it left the span when its slice did (seen ${dropped - leaves} ms after)`)
+
+  const windows = await fastify.inject(`/api/pages/burst/windows?from=${new Date(at - 1).toISOString()}&to=${new Date(at + 1).toISOString()}`)
+  t.match(windows.json(), { windows: [{ count: 7, durationSum: 70, sliceMs: 1000, sliceCounts: [0, 0, 0, 0, 7], sliceDurationSums: [0, 0, 0, 0, 70] }] },
+    'the window record carries the per-slice sub-totals')
+})
+
 t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, slow clients dropped', async (t) => {
   const topics = await analyticsTopics(t, 'sse-etiquette')
   const fastify = await startAnalytics(t, {
