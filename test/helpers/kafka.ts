@@ -71,9 +71,13 @@ export async function readTopic (topic: string, options: { count: number, timeou
     'isolation.level': readCommitted ? 'read_committed' : 'read_uncommitted',
     'fetch.wait.max.ms': 50,
     'js.consumer.max.batch.size': -1,
+    // the quiet period starts once partitions are assigned, so "nothing arrived" means nothing is there
+    rebalance_cb: (err: { code: number }) => {
+      if (err.code === ckjs.KafkaJS.ErrorCodes.ERR__ASSIGN_PARTITIONS) lastArrival = Math.min(lastArrival, Date.now())
+    },
   })
   const records: ReadRecord[] = []
-  let lastArrival = Date.now()
+  let lastArrival = Number.POSITIVE_INFINITY
   await consumer.connect()
   try {
     await consumer.subscribe({ topics: [topic] })
@@ -87,9 +91,10 @@ export async function readTopic (topic: string, options: { count: number, timeou
     })
     const deadline = Date.now() + timeoutMs
     while (Date.now() < deadline) {
-      if (records.length >= count && Date.now() - lastArrival >= settleMs) break
+      if (records.length >= count && Date.now() - lastArrival >= settleMs) return records
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
+    if (lastArrival === Number.POSITIVE_INFINITY) throw new Error(`readTopic(${topic}): never assigned a partition within ${timeoutMs} ms`)
     return records
   } finally {
     await consumer.disconnect()

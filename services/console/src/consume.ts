@@ -14,8 +14,8 @@ Stops after N records with --max-messages, otherwise on Ctrl-C.`, {
 })
 
 const max = values['max-messages'] === undefined ? Infinity : Number(values['max-messages'])
-if (!Number.isInteger(max) && max !== Infinity) {
-  process.stderr.write('--max-messages takes a whole number\n')
+if (max !== Infinity && (!Number.isInteger(max) || max < 1)) {
+  process.stderr.write('--max-messages takes a whole number of at least 1\n')
   process.exit(2)
 }
 const consumer = kafka.consumer(consumerProperties({ groupId: `pagestream-console-${randomUUID()}`, fromBeginning: values['from-beginning'] === true }))

@@ -7,20 +7,30 @@ const { topic, values, kafka } = startCli(`Usage: pagestream-produce [--raw] TOP
 
 Sends each line of standard input to TOPIC, like kafka-console-producer. A line is a PageEvent
 as JSON (validated, keyed by page, date as ISO 8601 or epoch ms); with --raw it is sent as it is.
-Bad lines are reported on standard error and skipped; the exit code is 1 if any was.`, { raw: { type: 'boolean' } })
+Bad lines are reported on standard error and skipped, as are sends the broker did not acknowledge
+(a missing topic is not created); the exit code is 1 if any was.`, { raw: { type: 'boolean' } })
 
-const producer = kafka.producer(producerProperties({ lingerMs: 5 }))
+const MAX_IN_FLIGHT = 1000
+
+const producer = kafka.producer(producerProperties({ lingerMs: 5, deliveryTimeoutMs: 10_000 }))
 await producer.connect()
 let sent = 0
 let refused = 0
-const sends: Array<Promise<unknown>> = []
+let failed = 0
+const sends = new Set<Promise<unknown>>()
 let lineNumber = 0
 for await (const line of createInterface({ input: process.stdin, crlfDelay: Infinity })) {
   lineNumber++
   if (line.trim() === '') continue
   try {
     const message = values.raw === true ? { value: line } : pageEventMessage(parsePageEvent(JSON.parse(line)))
-    sends.push(producer.send({ topic, messages: [message] }).then(() => { sent++ }))
+    const at = lineNumber
+    const sending: Promise<unknown> = producer.send({ topic, messages: [message] })
+      .then(() => { sent++ })
+      .catch((err: Error) => { failed++; process.stderr.write(`line ${at} not sent: ${err.message}\n`) })
+      .finally(() => sends.delete(sending))
+    sends.add(sending)
+    if (sends.size >= MAX_IN_FLIGHT) await Promise.race(sends)
   } catch (err) {
     refused++
     const reason = err instanceof InvalidPageEventError || err instanceof SyntaxError ? err.message : String(err)
@@ -32,5 +42,5 @@ try {
 } finally {
   await producer.disconnect()
 }
-process.stderr.write(`${sent} sent to ${topic}${refused > 0 ? `, ${refused} skipped` : ''}\n`)
-process.exitCode = refused > 0 ? 1 : 0
+process.stderr.write(`${sent} sent to ${topic}${refused > 0 ? `, ${refused} skipped` : ''}${failed > 0 ? `, ${failed} not acknowledged` : ''}\n`)
+process.exitCode = refused > 0 || failed > 0 ? 1 : 0

@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import t from 'tap'
-import { TEST_BROKERS, createTopics, readTopic, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
+import { TEST_BROKERS, createTopics, readTopic, topicExists, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
 import { ROOT } from '../../../test/helpers/process.js'
 
 function runTool (tool: string, args: string[], stdin = ''): Promise<{ code: number | null, stdout: string, stderr: string }> {
@@ -52,4 +52,14 @@ t.test('pagestream-consume prints values (and keys) from the beginning', async (
   t.equal(help.code, 0)
   t.match(help.stderr, /Usage: pagestream-consume/)
   t.equal((await runTool('consume', [])).code, 2, 'a missing topic is a usage error')
+  t.equal((await runTool('consume', ['--max-messages', '0', topic])).code, 2, 'a count below 1 is a usage error')
+})
+
+t.test('pagestream-produce to a topic that does not exist reports it and exits 1, without creating it', async (t) => {
+  const missing = uniqueName('console-missing')
+  const result = await runTool('produce', [missing], JSON.stringify({ name: 'blog', user: 'U1', date: 1700000000000, duration: 5 }))
+  t.equal(result.code, 1)
+  t.match(result.stderr, /line 1 not sent/)
+  t.match(result.stderr, /0 sent to .*, 1 not acknowledged/)
+  t.notOk(await topicExists(missing), 'the topic was not created')
 })

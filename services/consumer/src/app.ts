@@ -16,7 +16,8 @@ export const role: Role<typeof config> = {
     const topic = config.CONSUMER_TOPIC
     await fastify.kafka.ensureTopics([{ topic }, { topic: deadLetterTopic(topic) }])
 
-    const dlqProducer = fastify.kafka.client.producer(producerProperties())
+    // a DLQ outage fails the batch in seconds (and it is retried), well inside max.poll.interval.ms
+    const dlqProducer = fastify.kafka.client.producer(producerProperties({ deliveryTimeoutMs: 10_000 }))
     await dlqProducer.connect()
     let joined = false
     let partitions = 0

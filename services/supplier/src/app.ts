@@ -13,7 +13,14 @@ const config = {
   SUPPLIER_AUTOSTART: Type.Boolean({ default: true, description: 'start supplying at start-up (else wait for POST /supplier/resume)' }),
 }
 
-const Status = Type.Object({ running: Type.Boolean(), intervalMs: Type.Integer(), sent: Type.Integer(), failed: Type.Integer() })
+const Status = Type.Object({
+  running: Type.Boolean(),
+  intervalMs: Type.Integer(),
+  sent: Type.Integer(),
+  failed: Type.Integer(),
+  skipped: Type.Integer({ description: 'ticks given up after the loop fell more than a second behind' }),
+  at: Type.Number({ description: "the supplier's monotonic clock (ms) when the status was taken" }),
+})
 
 export const role: Role<typeof config> = {
   name: 'supplier',
@@ -22,7 +29,7 @@ export const role: Role<typeof config> = {
   app: async (base, { config }) => {
     const fastify = base.withTypeProvider<TypeBoxTypeProvider>()
     await fastify.kafka.ensureTopics([{ topic: config.SUPPLIER_TOPIC }])
-    const producer = fastify.kafka.client.producer(producerProperties({ lingerMs: 5 }))
+    const producer = fastify.kafka.client.producer(producerProperties({ lingerMs: 5, deliveryTimeoutMs: 5_000 }))
     await producer.connect()
 
     const loop = new SupplyLoop(producer, config.SUPPLIER_TOPIC,

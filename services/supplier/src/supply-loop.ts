@@ -2,7 +2,19 @@ import { type PageEvent, type Producer, pageEventMessage, randomPageEvent } from
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 
-export interface SupplyStatus { running: boolean, intervalMs: number, sent: number, failed: number }
+export interface SupplyStatus {
+  running: boolean
+  intervalMs: number
+  sent: number
+  failed: number
+  /** Ticks given up after a stall longer than a second (a suspended laptop must not flood the topic). */
+  skipped: number
+  /** performance.now() of the supplier when this status was taken, so rates can be measured on its clock. */
+  at: number
+}
+
+/** Past this lag behind schedule, missed ticks are skipped instead of sent back to back. */
+const MAX_CATCH_UP_MS = 1_000
 
 /**
  * Sends one random PageEvent every interval. Ticks are scheduled from a fixed origin, not
@@ -16,6 +28,7 @@ export class SupplyLoop {
   readonly #status: SupplyStatus
   readonly #sent: Counter
   readonly #failed: Counter
+  readonly #skipped: Counter
 
   constructor (
     private readonly producer: Producer,
@@ -25,12 +38,13 @@ export class SupplyLoop {
     private readonly log: FastifyBaseLogger,
     metrics: Registry,
   ) {
-    this.#status = { running: false, intervalMs, sent: 0, failed: 0 }
+    this.#status = { running: false, intervalMs, sent: 0, failed: 0, skipped: 0, at: 0 }
     this.#sent = new Counter({ name: 'pagestream_events_supplied_total', help: 'random events acknowledged by the broker', registers: [metrics] })
     this.#failed = new Counter({ name: 'pagestream_supply_failures_total', help: 'random events the broker did not acknowledge', registers: [metrics] })
+    this.#skipped = new Counter({ name: 'pagestream_supply_ticks_skipped_total', help: 'ticks given up after the loop fell more than a second behind', registers: [metrics] })
   }
 
-  get status (): SupplyStatus { return { ...this.#status } }
+  get status (): SupplyStatus { return { ...this.#status, at: performance.now() } }
 
   resume (): void {
     if (this.#status.running) return
@@ -61,7 +75,16 @@ export class SupplyLoop {
 
   #schedule (): void {
     this.#ticks++
-    const due = this.#origin + this.#ticks * this.#status.intervalMs
+    const interval = this.#status.intervalMs
+    const behind = performance.now() - (this.#origin + this.#ticks * interval)
+    if (behind > MAX_CATCH_UP_MS) {
+      const missed = Math.floor(behind / interval)
+      this.#ticks += missed
+      this.#status.skipped += missed
+      this.#skipped.inc(missed)
+      this.log.warn({ missed, behindMs: Math.round(behind) }, 'the supply loop fell behind; skipping the missed ticks')
+    }
+    const due = this.#origin + this.#ticks * interval
     this.#timer = setTimeout(() => {
       if (!this.#status.running) return
       this.#send()
