@@ -67,11 +67,13 @@ function containerEnvironment (objects: KubeObject[], container: any): { values:
 function route (ingress: KubeObject, path: string): string | undefined {
   const matches = ingress.spec.rules.flatMap((rule: any) => rule.http.paths)
     .filter((p: any) => {
-      if (p.pathType !== 'Prefix') throw new Error(`${p.path} is ${p.pathType}; only Prefix paths are portable across controllers`)
+      if (p.pathType === 'Exact') return path === p.path
+      if (p.pathType !== 'Prefix') throw new Error(`${p.path} is ${p.pathType}; only Exact and Prefix paths are portable across controllers`)
       const prefix = p.path.replace(/\/+$/, '')
       return prefix === '' || path === prefix || path.startsWith(`${prefix}/`)
     })
-    .sort((a: any, b: any) => b.path.length - a.path.length)
+    // the longest path wins, and Exact beats Prefix at equal length (Kubernetes Ingress rules)
+    .sort((a: any, b: any) => b.path.length - a.path.length || (a.pathType === 'Exact' ? -1 : 1))
   return matches[0]?.backend.service.name
 }
 
@@ -315,10 +317,14 @@ t.test('the Ingress routes the dashboard and the producer, with the settings SSE
     const analytics = `${fullname}-analytics`
     const producer = `${fullname}-producer`
     const expected: Record<string, string> = {
-      '/': analytics, '/index.html': analytics, '/analytics': analytics, '/analyticsAggregate': analytics,
-      '/publish/R1/blog': producer, '/publish': producer, '/events/R2': producer, '/eventsource': analytics,
+      '/': analytics, '/index.html': analytics, '/app.js': analytics, '/style.css': analytics, '/vendor/smoothie.js': analytics,
+      '/analytics': analytics, '/analyticsAggregate': analytics, '/api/pages/P1/windows': analytics,
+      '/publish/R1/blog': producer, '/publish': producer, '/events/R2': producer,
     }
     for (const [path, service] of Object.entries(expected)) t.equal(route(ingress, path), service, `${name}: ${path} goes to ${service}`)
+    for (const internal of ['/metrics', '/health/ready', '/health/live', '/eventsource', '/supplier/pause']) {
+      t.equal(route(ingress, internal), undefined, `${name}: ${internal} is not reachable through the ingress`)
+    }
     const annotations = ingress.metadata.annotations ?? {}
     t.equal(annotations['nginx.ingress.kubernetes.io/proxy-buffering'], 'off', `${name}: no response buffering`)
     t.ok(Number(annotations['nginx.ingress.kubernetes.io/proxy-read-timeout']) >= 3600, `${name}: SSE streams stay open an hour`)
