@@ -40,6 +40,11 @@ up() {
   log "installing ingress-nginx $ingress_version"
   kubectl apply -f "https://raw.githubusercontent.com/kubernetes/ingress-nginx/$ingress_version/deploy/static/provider/kind/deploy.yaml"
   kubectl wait --namespace ingress-nginx --for=condition=ready pod --selector=app.kubernetes.io/component=controller --timeout=300s
+  # a tag per build: the pod spec changes with the image, so a rebuilt image rolls out
+  local id
+  id=$(docker image inspect --format '{{.Id}}' "$image" | sed 's/^sha256://' | cut -c1-12)
+  image="${image%:*}:build-$id"
+  docker tag "${IMAGE:-pagestream:dev}" "$image"
   log "loading $image into the cluster"
   kind load docker-image "$image" --name "$cluster"
   install
