@@ -4,6 +4,7 @@ import fp from 'fastify-plugin'
 import { type Role, commonConfig, connectionProperties, deadLetterTopic } from '@pagestream/core'
 import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
+import { ensureChangelog } from './changelog.js'
 import { WindowProcessor } from './processor.js'
 import { windowSpec } from './windows.js'
 
@@ -97,29 +98,4 @@ export const role: Role<typeof config> = {
       },
     })
   },
-}
-
-/**
- * The changelog has as many partitions as the input: state of input partition N is written to and
- * restored from changelog partition N. An existing changelog with another count is refused.
- */
-async function ensureChangelog (admin: import('@pagestream/core').Admin, input: string, changelog: string, replication: number): Promise<void> {
-  const [source] = await admin.fetchTopicMetadata({ topics: [input] })
-  const partitions = source?.partitions.length ?? 0
-  if ((await admin.listTopics()).includes(changelog)) {
-    const [existing] = await admin.fetchTopicMetadata({ topics: [changelog] })
-    if (existing?.partitions.length !== partitions) {
-      throw new Error(`changelog ${changelog} has ${existing?.partitions.length} partitions but ${input} has ${partitions}; they must match`)
-    }
-    return
-  }
-  await admin.createTopics({
-    timeout: 10_000,
-    topics: [{
-      topic: changelog,
-      numPartitions: partitions,
-      replicationFactor: replication,
-      configEntries: [{ name: 'cleanup.policy', value: 'compact' }, { name: 'min.compaction.lag.ms', value: '0' }],
-    }],
-  })
 }

@@ -49,11 +49,12 @@ interface OwnedPartition {
   side: Array<{ topic: string, message: OutgoingMessage }>
   /** Offset to commit with the next transaction (last processed + 1). */
   nextOffset: string | undefined
-  /** Offset of the last commit; null when the group never committed this partition. */
-  committedOffset: string | null
 }
 
 export interface RestoreReport { partitions: number[], records: number, windows: number, ms: number }
+
+/** Tries of one commit that fails with a retriable error, before the transaction is aborted. */
+const COMMIT_ATTEMPTS = 3
 
 export const LATE_HEADERS = { streamTime: 'late-stream-time', missed: 'late-windows-missed' } as const
 
@@ -245,7 +246,7 @@ export class WindowProcessor {
       await producer.transaction()
       if (topicMessages.length > 0) await producer.sendBatch({ topicMessages: topicMessages as KafkaJS.TopicMessages[] })
       if (offsets.length > 0) await producer.sendOffsets({ consumer, topics: [{ topic: topics.input, partitions: offsets }] })
-      await producer.commit()
+      await this.#commitTransaction(producer)
     } catch (err) {
       this.#transactions.inc({ result: 'aborted' })
       this.#log.warn({ err, partitions: work.map(([p]) => p) }, 'transaction failed: aborting and rewinding to the last commit')
@@ -257,8 +258,23 @@ export class WindowProcessor {
     for (const [, owned] of work) {
       owned.windows.committed()
       owned.side = []
-      if (owned.nextOffset !== undefined) owned.committedOffset = owned.nextOffset
       owned.nextOffset = undefined
+    }
+  }
+
+  /**
+   * librdkafka lets a commit that failed with a retriable error (a timeout, a broker that was
+   * not available) be called again; it then finishes the same commit instead of starting over.
+   */
+  async #commitTransaction (producer: Producer): Promise<void> {
+    for (let attempt = 1; ; attempt += 1) {
+      try {
+        await producer.commit()
+        return
+      } catch (err) {
+        if ((err as { retriable?: boolean }).retriable !== true || attempt >= COMMIT_ATTEMPTS || this.#stopping) throw err
+        this.#log.warn({ err, attempt }, 'commit failed with a retriable error; trying again')
+      }
     }
   }
 
@@ -275,11 +291,27 @@ export class WindowProcessor {
     }
   }
 
-  /** Back to the last commit: state from the changelog, consumer at the committed offsets. */
+  /**
+   * Back to the last commit: the committed offsets asked from the group, then the state from the
+   * changelog, then the consumer seeked to those offsets. Asked, not remembered: a commit that
+   * reported a timeout may have landed (librdkafka goes on committing in the background, and a
+   * replacement producer's initTransactions completes it), and then the changelog holds it too.
+   * The group answers require-stable under read_committed, so a commit still settling is waited
+   * for instead of reported half done. A partition that cannot be rewound now is dropped and
+   * restored again at the next commit interval, like one whose assignment could not be restored.
+   */
   async #rewind (): Promise<void> {
-    const committed = new Map([...this.#owned].map(([partition, owned]) => [partition, owned.committedOffset]))
-    await this.#restore([...committed.keys()], committed)
-    for (const [partition, offset] of committed) this.#seek(partition, offset)
+    const partitions = [...this.#owned.keys()]
+    if (partitions.length === 0) return
+    try {
+      await this.#take(partitions, 'rewound')
+    } catch (err) {
+      for (const partition of partitions) {
+        this.#owned.delete(partition)
+        this.#unrestored.add(partition)
+      }
+      this.#log.error({ err, partitions }, 'rewinding to the last commit failed; restoring again at the next commit interval')
+    }
   }
 
   #seek (partition: number, offset: string | null): void {
@@ -314,12 +346,12 @@ export class WindowProcessor {
   }
 
   /** Restores partitions and positions the consumer at their committed offsets. */
-  async #take (partitions: number[]): Promise<void> {
+  async #take (partitions: number[], why: 'assigned' | 'rewound' = 'assigned'): Promise<void> {
     const committed = await this.#committedOffsets(partitions)
-    await this.#restore(partitions, committed)
+    await this.#restore(partitions)
     // start exactly where the restored state ends, whatever seek an earlier rewind left pending
     for (const [partition, offset] of committed) this.#seek(partition, offset)
-    this.#log.info({ partitions, offsets: Object.fromEntries(committed) }, 'partitions assigned')
+    this.#log.info({ partitions, offsets: Object.fromEntries(committed) }, `partitions ${why}`)
   }
 
   async #retryRestore (): Promise<void> {
@@ -346,7 +378,7 @@ export class WindowProcessor {
     return result
   }
 
-  async #restore (partitions: number[], committed: Map<number, string | null>): Promise<void> {
+  async #restore (partitions: number[]): Promise<void> {
     const started = performance.now()
     const { spec, longViewThresholdMs, topics } = this.#options
     const restored = new Map(partitions.map((partition) => [partition, new PartitionWindows(spec, longViewThresholdMs)]))
@@ -354,7 +386,7 @@ export class WindowProcessor {
       if (record.key !== null) restored.get(record.partition)?.restore(record.key, record.value?.toString('utf8') ?? null)
     })
     for (const [partition, windows] of restored) {
-      this.#owned.set(partition, { windows, side: [], nextOffset: undefined, committedOffset: committed.get(partition) ?? null })
+      this.#owned.set(partition, { windows, side: [], nextOffset: undefined })
     }
     const ms = performance.now() - started
     this.#restoreSeconds.observe(ms / 1000)
