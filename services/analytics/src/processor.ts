@@ -128,6 +128,9 @@ export class WindowProcessor {
     const consumer = client.consumer({
       ...consumerProperties({ groupId, rebalance: (kind, partitions) => this.#rebalance(kind, partitions) }),
       'js.consumer.max.batch.size': 2_000,
+      // incremental rebalances: a joining or leaving replica moves only the partitions that change
+      // owner, the others go on without a restore (revoke and assign below handle only the partitions given)
+      'partition.assignment.strategy': 'cooperative-sticky',
       // static membership: a restarted replica takes its partitions back at once, without a rebalance
       ...(this.#options.staticMembership ? { 'group.instance.id': this.transactionalId } : {}),
     } as KafkaJS.ConsumerConstructorConfig)
@@ -322,6 +325,7 @@ export class WindowProcessor {
   #rebalance (kind: 'assign' | 'revoke', assignment: KafkaJS.TopicPartition[]): Promise<void> {
     const partitions = assignment.filter((tp) => tp.topic === this.#options.topics.input).map((tp) => tp.partition)
     return this.#queue.run(async () => {
+      // eager or cooperative, `partitions` are exactly those that change hands: the others are kept as they are
       if (kind === 'revoke') {
         // uncommitted work is dropped: the next owner starts from the last commit, state and offsets alike
         for (const partition of partitions) {
