@@ -24,7 +24,7 @@ const config = {
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
   WINDOW_GRACE_MS: Millis(2_000, 'how long after its end a window still accepts out-of-order events'),
   WINDOW_SLICE_MS: Millis(1_000, 'windows keep sub-totals per slice of this length, so rolling totals are exact to the slice; must divide the window size and advance, and the rolling spans must be whole slices', 1),
-  EVENT_MAX_FUTURE_MS: Millis(3_600_000, 'events dated further ahead of the clock go to the dead-letter topic, so one bad date cannot close every window (0: no limit)'),
+  EVENT_MAX_FUTURE_MS: Millis(60_000, 'events dated further ahead of the clock go to the dead-letter topic (0: no limit); events within it count in their windows, but stream time never passes the wall clock, so they close no window early'),
   LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),
   COMMIT_INTERVAL_MS: Millis(500, 'transaction interval: window updates, changelog and offsets commit together', 10),
   VIEW_RETENTION_MS: Millis(600_000, 'how much recent window history every replica holds for the SSE streams and the query API', 60_000),

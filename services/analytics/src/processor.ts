@@ -193,7 +193,8 @@ export class WindowProcessor {
       this.#deadLetters.inc()
       return
     }
-    const { missed } = owned.windows.add(event)
+    // stream time never passes the wall clock, whatever the date of an event within maxFutureMs
+    const { missed } = owned.windows.add(event, Date.now())
     this.#events.inc()
     if (missed > 0) {
       owned.side.push({

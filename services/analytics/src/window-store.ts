@@ -27,11 +27,15 @@ export class PartitionWindows {
   /**
    * Counts an event into each of its windows that is still open. Stream time moves first, as in
    * Kafka Streams, so an event is only late against what came before it plus the grace period.
+   * It moves to the event's time but never past `clock` (the processor's wall clock): an event
+   * dated ahead (a client clock that runs fast) is counted in its own windows, but cannot close
+   * the windows that on-time events are still arriving for.
    */
-  add (event: PageEvent): AddResult {
+  add (event: PageEvent, clock = Number.POSITIVE_INFINITY): AddResult {
     const time = eventTime(event)
-    if (time > this.streamTime) {
-      this.streamTime = time
+    const advanced = Math.min(time, clock)
+    if (advanced > this.streamTime) {
+      this.streamTime = advanced
       this.#streamTimeChanged = true
     }
     let missed = 0

@@ -56,13 +56,30 @@ t.test('tumbling windows: exact finals with out-of-order, late and malformed inp
 
   const dead = await readTopic(topics.dlq, { count: 2 })
   t.equal(dead.length, 2, 'exactly two dead letters')
-  t.match(dead[0]?.headers['dlq-error'], /^date: must not be more than 3600000 ms ahead of the clock/)
+  t.match(dead[0]?.headers['dlq-error'], /^date: must not be more than 60000 ms ahead of the clock/)
   t.equal(dead[1]?.value, 'not json')
   t.match(dead[1]?.headers['dlq-error'], /not JSON/)
 
   const metrics = (await fastify.inject('/metrics')).body
   t.match(metrics, /analytics_late_events_total\{role="analytics"\} 1\n/)
   t.match(metrics, /analytics_dead_letters_total\{role="analytics"\} 2\n/)
+})
+
+t.test('an event dated ahead of the clock (within EVENT_MAX_FUTURE_MS) does not make on-time events late', async (t) => {
+  const topics = await analyticsTopics(t, 'future')
+  await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0' })
+  const now = Date.now()
+  await writeRecords(topics.input, [
+    eventMessage({ page: 'f', user: 'ahead', at: now + 50_000, duration: 1 }),
+    eventMessage({ page: 'f', user: 'on-time', at: now, duration: 2 }),
+  ])
+  // the clock moves on: an event dated then closes the on-time window
+  await new Promise((resolve) => setTimeout(resolve, Math.max(0, now + 1_100 - Date.now())))
+  await writeRecords(topics.input, [eventMessage({ page: 'f', user: 'next', at: Date.now(), duration: 3 })])
+  const start = Math.floor(now / 1000) * 1000
+  const finals = finalTable(await readWindows(topics.output, 1))
+  t.same(finals, [{ page: 'f', start, end: start + 1000, count: 1, durationSum: 2, distinctUsers: 1, longViews: 0 }], 'the on-time event counted in its window')
+  t.same(await readTopic(topics.late, { count: 0, timeoutMs: 2_000, settleMs: 500 }), [], 'and nothing went to the late topic')
 })
 
 t.test('hopping windows: every event in each of its windows, partly late events counted where still open', async (t) => {

@@ -91,6 +91,22 @@ t.test('partition windows: counting, closing, late events, pending work and rest
   t.equal(pending.streamTime, undefined, 'stream time did not move')
 })
 
+t.test('stream time never passes the clock: an event dated ahead closes no window that on-time events still arrive for', async (t) => {
+  const now = 1_000_000
+  const windows = new PartitionWindows(tumbling, 100)
+  t.same(windows.add(event(now + 59_000, 'ahead'), now), { missed: 0, counted: 1 }, 'the event dated ahead is counted in its own window')
+  t.equal(windows.streamTime, now, 'stream time stops at the clock')
+  t.equal(windows.closeExpired(), 0)
+  t.same(windows.add(event(now - 1_500, 'on-time'), now + 10), { missed: 0, counted: 1 }, 'an on-time event is not late')
+  t.equal(windows.streamTime, now, 'and an older one does not move it back')
+  t.same(windows.add(event(now + 4_000, 'later'), now + 4_000), { missed: 0, counted: 1 })
+  t.equal(windows.closeExpired(), 1, 'the on-time window closes once the clock passes its end plus grace')
+  windows.add(event(now + 6_000), now + 6_000)
+  t.equal(windows.closeExpired(), 1, 'and the next one in turn')
+  t.same(windows.pending().closed.map((w) => [w.start, w.count]), [[995_000, 1], [1_000_000, 1]], 'each with its own events')
+  t.ok(windows.windows.has(`p|${now + 55_000}`))
+})
+
 t.test('hopping: an event partly late is counted where its windows are still open', async (t) => {
   const windows = new PartitionWindows(hopping, 100)
   windows.add(event(12_000))
