@@ -1,10 +1,11 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
   type Consumer, type KafkaClient, type KafkaMessage, type Producer,
   InvalidPageEventError, consumerProperties, deadLetterMessage, decodePageEvent, eventTime, producerProperties,
 } from '@pagestream/core'
-import type { KafkaJS } from '@confluentinc/kafka-javascript'
+import ckjs, { type KafkaJS } from '@confluentinc/kafka-javascript'
 import { PartitionReader } from './partition-reader.js'
 import { SerialQueue } from './serial-queue.js'
 import { PartitionWindows, STREAM_TIME_KEY } from './window-store.js'
@@ -55,6 +56,19 @@ export interface RestoreReport { partitions: number[], records: number, windows:
 
 /** Tries of one commit that fails with a retriable error, before the transaction is aborted. */
 const COMMIT_ATTEMPTS = 3
+/** Failed transactions in a row after which the processor stops calling itself ready. */
+const FAILURES_BEFORE_UNREADY = 3
+/** Quiet time after the last rebalance before a fenced instance closes its consumer. */
+const REBALANCE_SETTLE_MS = 2_000
+/** librdkafka can wait forever for a rebalance that arrives while the consumer closes; do not wait with it. */
+const CONSUMER_CLOSE_TIMEOUT_MS = 5_000
+
+const { ErrorCodes } = ckjs.KafkaJS
+/** A newer producer with our transactional.id exists (librdkafka reports an older epoch this way too). */
+function isFenced (err: unknown): boolean {
+  const code = (err as { code?: number } | undefined)?.code
+  return code === ErrorCodes.ERR__FENCED || code === ErrorCodes.ERR_PRODUCER_FENCED
+}
 
 export const LATE_HEADERS = { streamTime: 'late-stream-time', missed: 'late-windows-missed' } as const
 
@@ -78,6 +92,13 @@ export class WindowProcessor {
   /** Assigned partitions whose state could not be restored yet. */
   readonly #unrestored = new Set<number>()
   #stopping = false
+  readonly #stopped = new AbortController()
+  #producerReady = false
+  #consecutiveFailures = 0
+  #lastError: string | undefined
+  /** Set once fenced: this instance handed over to the newer one with its transactional.id. */
+  #steppingDown: Promise<void> | undefined
+  #lastRebalanceAt = 0
   lastRestore: RestoreReport | undefined
 
   readonly #events: Counter
@@ -110,6 +131,11 @@ export class WindowProcessor {
 
   /** Ready once the group gave this instance its partitions (possibly none) and their state is restored. */
   readiness (): { ok: boolean, detail?: string } {
+    if (this.#steppingDown !== undefined) {
+      return { ok: false, detail: `fenced by another instance with transactional.id ${this.transactionalId}; stepped down (restart this one once ANALYTICS_INSTANCE_ID is unique per replica)` }
+    }
+    if (!this.#producerReady) return { ok: false, detail: `no transactional producer: ${this.#lastError ?? 'connecting'}` }
+    if (this.#consecutiveFailures >= FAILURES_BEFORE_UNREADY) return { ok: false, detail: `${this.#consecutiveFailures} transactions failed in a row: ${this.#lastError ?? 'unknown'}` }
     if (!this.#joined) return { ok: false, detail: 'waiting for a partition assignment' }
     if (this.#restoring) return { ok: false, detail: 'restoring window state from the changelog' }
     if (this.#unrestored.size > 0) return { ok: false, detail: `state of partitions [${[...this.#unrestored].join(',')}] not restored yet` }
@@ -125,6 +151,7 @@ export class WindowProcessor {
     this.#reader = await PartitionReader.connect(this.#options.connection, `${groupId}-restore-${instanceId}`, 10)
     // connect() runs initTransactions: it fences an earlier incarnation and aborts its open transaction
     this.#producer = await this.#connectProducer()
+    this.#producerReady = true
     const consumer = client.consumer({
       ...consumerProperties({ groupId, rebalance: (kind, partitions) => this.#rebalance(kind, partitions) }),
       'js.consumer.max.batch.size': 2_000,
@@ -143,11 +170,52 @@ export class WindowProcessor {
 
   async stop (): Promise<void> {
     this.#stopping = true
+    this.#stopped.abort()
     clearTimeout(this.#timer)
+    await this.#steppingDown
     await this.#queue.run(() => this.#commit()).catch((err: Error) => { this.#log.warn({ err }, 'last commit failed') })
-    await this.#consumer?.disconnect().catch((err: Error) => { this.#log.warn({ err }, 'consumer disconnect failed') })
-    await this.#producer?.disconnect().catch((err: Error) => { this.#log.warn({ err }, 'producer disconnect failed') })
+    await this.#closeClients()
     await this.#reader?.disconnect()
+  }
+
+  async #closeClients (): Promise<void> {
+    const consumer = this.#consumer
+    this.#consumer = undefined
+    if (consumer !== undefined) {
+      const timer = new AbortController()
+      const outcome = await Promise.race([
+        consumer.disconnect().then(() => 'closed' as const, (err: Error) => { this.#log.warn({ err }, 'consumer disconnect failed'); return 'failed' as const }),
+        sleep(CONSUMER_CLOSE_TIMEOUT_MS, 'timed out' as const, { signal: timer.signal }).catch(() => 'closed' as const),
+      ])
+      timer.abort()
+      if (outcome === 'timed out') this.#log.error({ timeoutMs: CONSUMER_CLOSE_TIMEOUT_MS }, 'the consumer did not close in time (a rebalance during close?); leaving it behind')
+    }
+    const producer = this.#producer
+    this.#producer = undefined
+    this.#producerReady = false
+    await producer?.disconnect().catch((err: Error) => { this.#log.warn({ err }, 'producer disconnect failed') })
+  }
+
+  /**
+   * Another instance initialised our transactional.id: two replicas given one ANALYTICS_INSTANCE_ID,
+   * or a paused zombie meeting its successor. Taking over again would fence the other in turn and
+   * neither would ever commit, so hand over for good: not ready, no more commits, leave the group.
+   */
+  async #stepDown (): Promise<void> {
+    this.#log.error({ transactionalId: this.transactionalId },
+      'fenced by another instance with the same transactional.id; stepping down (is ANALYTICS_INSTANCE_ID unique per replica?)')
+    clearTimeout(this.#timer)
+    // the fencing instance is joining the group right now, and closing a consumer in mid-rebalance can hang
+    const deadline = Date.now() + 15_000
+    while (Date.now() - this.#lastRebalanceAt < REBALANCE_SETTLE_MS && Date.now() < deadline && !this.#stopping) {
+      await sleep(200, undefined, { signal: this.#stopped.signal }).catch(() => {})
+    }
+    await this.#closeClients()
+    await this.#queue.run(async () => {
+      this.#owned.clear()
+      this.#unrestored.clear()
+    })
+    this.#log.warn('stepped down: left the group and closed the transactional producer')
   }
 
   async #connectProducer (): Promise<Producer> {
@@ -157,7 +225,7 @@ export class WindowProcessor {
   }
 
   #scheduleCommit (): void {
-    if (this.#stopping) return
+    if (this.#stopping || this.#steppingDown !== undefined) return
     this.#timer = setTimeout(() => {
       this.#queue.run(() => this.#commit())
         .catch((err: Error) => { this.#log.error({ err }, 'commit cycle failed') })
@@ -168,7 +236,7 @@ export class WindowProcessor {
   async #onBatch (payload: KafkaJS.EachBatchPayload): Promise<void> {
     await this.#queue.run(() => {
       // a rewind seeked this partition back: these messages come again from the committed offset
-      if (this.#stopping || payload.isStale()) return
+      if (this.#stopping || this.#steppingDown !== undefined || payload.isStale()) return
       const { batch } = payload
       const owned = this.#owned.get(batch.partition)
       if (owned === undefined) return
@@ -217,7 +285,7 @@ export class WindowProcessor {
   async #commit (): Promise<void> {
     const producer = this.#producer
     const consumer = this.#consumer
-    if (producer === undefined || consumer === undefined) return
+    if (producer === undefined || consumer === undefined || this.#steppingDown !== undefined) return
     if (this.#unrestored.size > 0) await this.#retryRestore()
     const work = [...this.#owned].filter(([, owned]) => owned.windows.hasPending() || owned.side.length > 0 || owned.nextOffset !== undefined)
     if (work.length === 0) return
@@ -253,11 +321,21 @@ export class WindowProcessor {
       await this.#commitTransaction(producer)
     } catch (err) {
       this.#transactions.inc({ result: 'aborted' })
+      this.#consecutiveFailures += 1
+      this.#lastError = (err as Error).message
       this.#log.warn({ err, partitions: work.map(([p]) => p) }, 'transaction failed: aborting and rewinding to the last commit')
-      await this.#abort()
+      const outcome = await this.#abortOrReplaceProducer(err as Error)
+      if (outcome === 'fenced') {
+        // the consumer cannot be closed while this commit holds the queue its rebalance callback needs
+        this.#steppingDown = new Promise<void>((resolve) => { setImmediate(resolve) }).then(() => this.#stepDown())
+        return
+      }
+      if (outcome === 'closing') return
       await this.#rewind()
+      await this.#backoff()
       return
     }
+    this.#consecutiveFailures = 0
     this.#transactions.inc({ result: 'committed' })
     for (const [, owned] of work) {
       owned.windows.committed()
@@ -282,17 +360,48 @@ export class WindowProcessor {
     }
   }
 
-  async #abort (): Promise<void> {
+  /**
+   * Aborts the open transaction, or, when the producer cannot start, complete or abort one, replaces
+   * it with a new one of the same transactional.id (whose initTransactions also settles a commit
+   * whose outcome is unknown). Fenced: another instance owns the transactional.id now.
+   */
+  async #abortOrReplaceProducer (cause: Error): Promise<'aborted' | 'replaced' | 'fenced' | 'closing'> {
     const producer = this.#producer
-    if (producer === undefined) return
-    try {
-      if (producer.isActive()) await producer.abort()
-    } catch (err) {
-      // a producer that cannot abort is in a fatal state: a new one with the same id takes over
-      this.#log.warn({ err }, 'abort failed: replacing the transactional producer')
-      await producer.disconnect().catch(() => {})
-      this.#producer = await this.#connectProducer()
+    if (producer === undefined) return 'closing'
+    if (isFenced(cause)) return 'fenced'
+    if (producer.isActive()) {
+      try {
+        await producer.abort()
+        return 'aborted'
+      } catch (err) {
+        if (isFenced(err)) {
+          this.#lastError = (err as Error).message
+          return 'fenced'
+        }
+        this.#log.warn({ err }, 'abort failed: replacing the transactional producer')
+      }
     }
+    this.#producerReady = false
+    this.#producer = undefined
+    await producer.disconnect().catch(() => {})
+    while (!this.#stopping) {
+      try {
+        this.#producer = await this.#connectProducer()
+        this.#producerReady = true
+        return 'replaced'
+      } catch (err) {
+        this.#lastError = (err as Error).message
+        this.#log.warn({ err }, 'could not open a new transactional producer; retrying')
+        await this.#backoff()
+      }
+    }
+    return 'closing'
+  }
+
+  async #backoff (): Promise<void> {
+    if (this.#stopping) return
+    await sleep(Math.min(100 * 2 ** Math.min(this.#consecutiveFailures, 6), 5_000), undefined, { signal: this.#stopped.signal })
+      .catch(() => {}) // stopped: cut the wait short
   }
 
   /**
@@ -325,6 +434,7 @@ export class WindowProcessor {
 
   #rebalance (kind: 'assign' | 'revoke', assignment: KafkaJS.TopicPartition[]): Promise<void> {
     const partitions = assignment.filter((tp) => tp.topic === this.#options.topics.input).map((tp) => tp.partition)
+    this.#lastRebalanceAt = Date.now()
     return this.#queue.run(async () => {
       // eager or cooperative, `partitions` are exactly those that change hands: the others are kept as they are
       if (kind === 'revoke') {

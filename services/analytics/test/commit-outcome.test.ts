@@ -7,41 +7,52 @@ import { WindowProcessor } from '../src/processor.js'
 import { windowSpec } from '../src/windows.js'
 import { TEST_BROKERS, testKafka, withAdmin, writeRecords } from '../../../test/helpers/kafka.js'
 import { waitFor } from '../../../test/helpers/wait.js'
-import { analyticsTopics, eventMessage, finalTable, readWindows } from './fixture.js'
+import { type AnalyticsTopics, analyticsTopics, eventMessage, finalTable, readWindows } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
 
 /**
- * The client's commit reports a failure although the commit landed: what a commit that timed out
- * on the client, while librdkafka went on and completed it, looks like to the processor.
+ * A client whose producers fail as told. `commitLandsButFails`: the first commit reports a failure
+ * although it landed, what a commit that timed out on the client while librdkafka went on and
+ * completed it looks like. `transactionFails`: so many transactions cannot even begin.
  */
-function clientWhoseFirstCommitLandsButFails (): { client: KafkaClient, injected: () => number } {
+function faultyClient (faults: { commitLandsButFails?: boolean, transactionFails?: number }): { client: KafkaClient, injected: () => number, producers: () => number } {
   const real = testKafka()
   let injected = 0
+  let producers = 0
+  let transactionFailures = faults.transactionFails ?? 0
   const client = {
     consumer: (config: Parameters<KafkaClient['consumer']>[0]) => real.consumer(config),
     producer: (config: Parameters<KafkaClient['producer']>[0]) => {
       const producer: Producer = real.producer(config)
+      producers += 1
       const commit = producer.commit.bind(producer)
       producer.commit = async () => {
         await commit()
-        if (injected === 0) {
+        if (faults.commitLandsButFails === true && injected === 0) {
           injected += 1
           throw Object.assign(new Error('commit timed out (injected after the commit landed)'), { retriable: false })
         }
       }
+      const transaction = producer.transaction.bind(producer)
+      producer.transaction = async () => {
+        if (transactionFailures > 0) {
+          transactionFailures -= 1
+          injected += 1
+          throw new Error('cannot begin a transaction (injected)')
+        }
+        return transaction()
+      }
       return producer
     },
   } as unknown as KafkaClient
-  return { client, injected: () => injected }
+  return { client, injected: () => injected, producers: () => producers }
 }
 
-t.test('a commit reported failed that did land: the rewind starts at the offsets the group holds, counting nothing twice', async (t) => {
-  const topics = await analyticsTopics(t, 'outcome', 1)
+const SETTINGS = { WINDOW_SIZE_MS: 1_000, WINDOW_ADVANCE_MS: 0, WINDOW_GRACE_MS: 0, WINDOW_SLICE_MS: 1_000, ROLLING_COUNT_SPAN_MS: 1_000, ROLLING_DURATION_SPAN_MS: 1_000 }
+
+async function startProcessor (t: { teardown(fn: () => unknown): void }, topics: AnalyticsTopics, client: KafkaClient, metrics: Registry): Promise<WindowProcessor> {
   await withAdmin((admin) => ensureChangelog(admin, topics.input, topics.changelog, 1))
-  const { client, injected } = clientWhoseFirstCommitLandsButFails()
-  const settings = { WINDOW_SIZE_MS: 1_000, WINDOW_ADVANCE_MS: 0, WINDOW_GRACE_MS: 0, WINDOW_SLICE_MS: 1_000, ROLLING_COUNT_SPAN_MS: 1_000, ROLLING_DURATION_SPAN_MS: 1_000 }
-  const metrics = new Registry()
   const processor = new WindowProcessor({
     client,
     connection: { 'bootstrap.servers': TEST_BROKERS },
@@ -51,7 +62,7 @@ t.test('a commit reported failed that did land: the rewind starts at the offsets
     groupId: topics.group,
     instanceId: 'outcome',
     staticMembership: false,
-    spec: windowSpec(settings),
+    spec: windowSpec(SETTINGS),
     longViewThresholdMs: 100,
     maxFutureMs: 0,
     commitIntervalMs: 100,
@@ -59,6 +70,15 @@ t.test('a commit reported failed that did land: the rewind starts at the offsets
   t.teardown(() => processor.stop())
   await processor.start()
   await waitFor('the processor to own its partition', () => processor.readiness().ok, 30_000, 50)
+  return processor
+}
+
+t.test('a commit reported failed that did land: the rewind starts at the offsets the group holds, counting nothing twice', async (t) => {
+  const topics = await analyticsTopics(t, 'outcome', 1)
+  await withAdmin((admin) => ensureChangelog(admin, topics.input, topics.changelog, 1))
+  const { client, injected } = faultyClient({ commitLandsButFails: true })
+  const metrics = new Registry()
+  await startProcessor(t, topics, client, metrics)
 
   await writeRecords(topics.input, Array.from({ length: 6 }, (_, i) => eventMessage({ page: 'o', user: `U${i}`, at: T0 + 10 + i, duration: 1 })))
   await waitFor('the injected commit failure', () => injected() === 1, 30_000, 20)
@@ -67,4 +87,25 @@ t.test('a commit reported failed that did land: the rewind starts at the offsets
   const finals = finalTable(await readWindows(topics.output, 1))
   t.same(finals, [{ page: 'o', start: T0, end: T0 + 1_000, count: 6, durationSum: 6, distinctUsers: 6, longViews: 0 }], 'each event counted once')
   t.match(await metrics.metrics(), /analytics_transactions_total\{result="aborted"\} 1\n/, 'the processor took the commit for failed')
+})
+
+t.test('transactions that cannot begin: a new producer each time, not ready after 3 failures in a row, ready again once one commits', async (t) => {
+  const topics = await analyticsTopics(t, 'failing', 1)
+  const { client, injected, producers } = faultyClient({ transactionFails: 3 })
+  const metrics = new Registry()
+  const processor = await startProcessor(t, topics, client, metrics)
+  t.equal(producers(), 1)
+
+  await writeRecords(topics.input, Array.from({ length: 6 }, (_, i) => eventMessage({ page: 'o', user: `U${i}`, at: T0 + 10 + i, duration: 1 })))
+  // while a producer is replaced the detail says so; then, before the next try, why it is not ready
+  await waitFor('not ready after 3 failed transactions in a row', () => {
+    const { ok, detail } = processor.readiness()
+    return !ok && /^3 transactions failed in a row: cannot begin a transaction/.test(detail ?? '')
+  }, 30_000, 5)
+  t.equal(injected(), 3)
+  await waitFor('a transaction to commit', () => processor.readiness().ok, 30_000, 20)
+  t.equal(producers(), 4, 'a producer that could not begin a transaction was replaced each time')
+  await writeRecords(topics.input, [eventMessage({ page: 'o', user: 'close', at: T0 + 5_000, duration: 0 })])
+  const finals = finalTable(await readWindows(topics.output, 1))
+  t.same(finals, [{ page: 'o', start: T0, end: T0 + 1_000, count: 6, durationSum: 6, distinctUsers: 6, longViews: 0 }], 'each event counted once')
 })
