@@ -92,6 +92,7 @@ export class WindowProcessor {
   /** Assigned partitions whose state could not be restored yet. */
   readonly #unrestored = new Set<number>()
   #stopping = false
+  #stopResult: Promise<void> | undefined
   readonly #stopped = new AbortController()
   #producerReady = false
   #consecutiveFailures = 0
@@ -168,7 +169,13 @@ export class WindowProcessor {
     this.#scheduleCommit()
   }
 
-  async stop (): Promise<void> {
+  /** Commits what was processed, then closes; a second call waits for the first. */
+  stop (): Promise<void> {
+    this.#stopResult ??= this.#stop()
+    return this.#stopResult
+  }
+
+  async #stop (): Promise<void> {
     this.#stopping = true
     this.#stopped.abort()
     clearTimeout(this.#timer)
@@ -330,7 +337,8 @@ export class WindowProcessor {
         this.#steppingDown = new Promise<void>((resolve) => { setImmediate(resolve) }).then(() => this.#stepDown())
         return
       }
-      if (outcome === 'closing') return
+      // shutting down: the next owner (or this instance's restart) restores from the last commit anyway
+      if (outcome === 'closing' || this.#stopping) return
       await this.#rewind()
       await this.#backoff()
       return

@@ -16,7 +16,7 @@ const T0 = Date.parse('2024-01-01T00:00:00.000Z')
  * although it landed, what a commit that timed out on the client while librdkafka went on and
  * completed it looks like. `transactionFails`: so many transactions cannot even begin.
  */
-function faultyClient (faults: { commitLandsButFails?: boolean, transactionFails?: number }): { client: KafkaClient, injected: () => number, producers: () => number } {
+function faultyClient (faults: { commitLandsButFails?: boolean, transactionFails?: number, sendBatchFails?: () => boolean }): { client: KafkaClient, injected: () => number, producers: () => number } {
   const real = testKafka()
   let injected = 0
   let producers = 0
@@ -33,6 +33,14 @@ function faultyClient (faults: { commitLandsButFails?: boolean, transactionFails
           injected += 1
           throw Object.assign(new Error('commit timed out (injected after the commit landed)'), { retriable: false })
         }
+      }
+      const sendBatch = producer.sendBatch.bind(producer)
+      producer.sendBatch = async (batch) => {
+        if (faults.sendBatchFails?.() === true) {
+          injected += 1
+          throw new Error('send failed (injected)')
+        }
+        return sendBatch(batch)
       }
       const transaction = producer.transaction.bind(producer)
       producer.transaction = async () => {
@@ -51,7 +59,7 @@ function faultyClient (faults: { commitLandsButFails?: boolean, transactionFails
 
 const SETTINGS = { WINDOW_SIZE_MS: 1_000, WINDOW_ADVANCE_MS: 0, WINDOW_GRACE_MS: 0, WINDOW_SLICE_MS: 1_000, ROLLING_COUNT_SPAN_MS: 1_000, ROLLING_DURATION_SPAN_MS: 1_000 }
 
-async function startProcessor (t: { teardown(fn: () => unknown): void }, topics: AnalyticsTopics, client: KafkaClient, metrics: Registry): Promise<WindowProcessor> {
+async function startProcessor (t: { teardown(fn: () => unknown): void }, topics: AnalyticsTopics, client: KafkaClient, metrics: Registry, commitIntervalMs = 100): Promise<WindowProcessor> {
   await withAdmin((admin) => ensureChangelog(admin, topics.input, topics.changelog, 1))
   const processor = new WindowProcessor({
     client,
@@ -65,7 +73,7 @@ async function startProcessor (t: { teardown(fn: () => unknown): void }, topics:
     spec: windowSpec(SETTINGS),
     longViewThresholdMs: 100,
     maxFutureMs: 0,
-    commitIntervalMs: 100,
+    commitIntervalMs,
   })
   t.teardown(() => processor.stop())
   await processor.start()
@@ -108,4 +116,22 @@ t.test('transactions that cannot begin: a new producer each time, not ready afte
   await writeRecords(topics.input, [eventMessage({ page: 'o', user: 'close', at: T0 + 5_000, duration: 0 })])
   const finals = finalTable(await readWindows(topics.output, 1))
   t.same(finals, [{ page: 'o', start: T0, end: T0 + 1_000, count: 6, durationSum: 6, distinctUsers: 6, longViews: 0 }], 'each event counted once')
+})
+
+t.test('stopping: a last commit that fails is aborted, without restoring the state from the changelog on the way out', async (t) => {
+  const topics = await analyticsTopics(t, 'stopping', 1)
+  let failSends = false
+  const { client, injected } = faultyClient({ sendBatchFails: () => failSends })
+  const metrics = new Registry()
+  // only the shutdown commits
+  const processor = await startProcessor(t, topics, client, metrics, 600_000)
+  await writeRecords(topics.input, Array.from({ length: 3 }, (_, i) => eventMessage({ page: 's', user: `U${i}`, at: T0 + i, duration: 1 })))
+  await waitFor('the 3 events counted', async () => /^analytics_events_total 3$/m.test(await metrics.metrics()), 30_000, 20)
+  const restored = processor.lastRestore
+  t.ok(restored !== undefined, 'the assignment restored the partition')
+  failSends = true
+  await processor.stop()
+  t.equal(injected(), 1, 'the last commit failed')
+  t.match(await metrics.metrics(), /analytics_transactions_total\{result="aborted"\} 1\n/)
+  t.equal(processor.lastRestore, restored, 'and no restore followed it')
 })
