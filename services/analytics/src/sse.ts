@@ -1,4 +1,5 @@
 import type { FastifyBaseLogger, FastifyReply, FastifyRequest } from 'fastify'
+import { randomBytes } from 'node:crypto'
 import type { ServerResponse } from 'node:http'
 import { Counter, Gauge, type Registry } from 'prom-client'
 import { HttpError } from '@pagestream/core'
@@ -19,7 +20,7 @@ interface Client {
   response: ServerResponse
 }
 
-interface SentEvent { id: number, frame: string }
+interface SentEvent { seq: number, frame: string }
 
 /**
  * Server-sent event channels with the etiquette a dashboard needs: ids and Last-Event-ID replay
@@ -30,7 +31,13 @@ export class SseHub {
   readonly #options: SseOptions
   readonly #clients = new Set<Client>()
   readonly #history = new Map<string, SentEvent[]>()
-  #nextId = 1
+  /**
+   * Event ids are `<boot>-<n>`: n counts from 1 in each hub, and every replica (and every restart)
+   * has its own boot id, so a Last-Event-ID from another replica behind the same service, or from
+   * before a restart, is recognised as unknown instead of "resuming" against an unrelated history.
+   */
+  readonly #boot = randomBytes(6).toString('hex')
+  #nextSeq = 1
   readonly #heartbeat: NodeJS.Timeout
   readonly #dropped: Counter<'channel'>
 
@@ -59,9 +66,10 @@ export class SseHub {
   }
 
   /** Sends `data` (one JSON line) as the next event of the channel to all its clients. */
-  publish (channel: string, data: string): number {
-    const id = this.#nextId++
-    const event = { id, frame: `id: ${id}\ndata: ${data}\n\n` }
+  publish (channel: string, data: string): string {
+    const seq = this.#nextSeq++
+    const id = `${this.#boot}-${seq}`
+    const event = { seq, frame: `id: ${id}\ndata: ${data}\n\n` }
     const history = this.#history.get(channel) ?? []
     history.push(event)
     if (history.length > this.#options.replayEvents) history.splice(0, history.length - this.#options.replayEvents)
@@ -72,7 +80,8 @@ export class SseHub {
 
   /**
    * Takes over the response as an event stream. With Last-Event-ID the events after it that the
-   * history still holds are replayed; otherwise (or when it is too old) the newest event is sent.
+   * history still holds are replayed; otherwise (an id of another replica or an earlier run, or
+   * one too old) the newest event is sent.
    */
   open (channel: string, request: FastifyRequest, reply: FastifyReply): void {
     if (this.#clients.size >= this.#options.maxClients) {
@@ -93,10 +102,17 @@ export class SseHub {
     this.#write(client, 'retry: 2000\n\n')
     const history = this.#history.get(channel) ?? []
     const header = request.headers['last-event-id']
-    const lastId = typeof header === 'string' && /^\d+$/.test(header) ? Number(header) : undefined
-    const resumable = lastId !== undefined && history.some((event) => event.id === lastId)
-    const replay = resumable ? history.filter((event) => event.id > lastId) : history.slice(-1)
+    const lastSeq = this.#ownSeq(header)
+    const resumable = lastSeq !== undefined && history.some((event) => event.seq === lastSeq)
+    const replay = resumable ? history.filter((event) => event.seq > lastSeq) : history.slice(-1)
     for (const event of replay) this.#write(client, event.frame)
+  }
+
+  /** The sequence number of an id this hub gave out; undefined for any other id. */
+  #ownSeq (id: string | string[] | undefined): number | undefined {
+    if (typeof id !== 'string') return undefined
+    const match = /^([0-9a-f]+)-(\d+)$/.exec(id.trim())
+    return match !== null && match[1] === this.#boot ? Number(match[2]) : undefined
   }
 
   #write (client: Client, frame: string): void {

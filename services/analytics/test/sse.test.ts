@@ -1,5 +1,7 @@
 import t from 'tap'
-import type { FastifyInstance } from 'fastify'
+import Fastify, { type FastifyInstance } from 'fastify'
+import { Registry } from 'prom-client'
+import { SseHub } from '../src/sse.js'
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import { TEST_BROKERS, writeRecords } from '../../../test/helpers/kafka.js'
@@ -92,7 +94,8 @@ t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, s
 
   const first = await SseClient.open(`${base}/analytics`)
   await waitFor('a few events', () => first.events.length >= 5)
-  t.ok(first.events.every((e) => e.id !== undefined && /^\d+$/.test(e.id)), 'every event has an id')
+  t.ok(first.events.every((e) => e.id !== undefined && /^[0-9a-f]+-\d+$/.test(e.id)), 'every event has an id: <boot id>-<number>')
+  t.equal(new Set(first.events.map((e) => e.id!.split('-')[0])).size, 1, 'one boot id per process')
   await waitFor('a heartbeat comment', () => first.comments.includes('heartbeat'), 5_000)
   t.pass('heartbeat seen')
   first.close()
@@ -101,9 +104,11 @@ t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, s
   await waitFor('the replay', () => resumed.events.length >= 3)
   t.same(resumed.events.slice(0, 3).map((e) => e.id), seen.slice(2, 5).map((e) => e.id), 'resume replays what followed Last-Event-ID, in order')
   resumed.close()
-  const fresh = await SseClient.open(`${base}/analytics`, { 'last-event-id': '999999999' })
+  const boot = seen[0]!.id!.split('-')[0]!
+  const seq = (id: string | undefined) => Number(id?.split('-')[1])
+  const fresh = await SseClient.open(`${base}/analytics`, { 'last-event-id': `${boot}-999999999` })
   await waitFor('an event', () => fresh.events.length >= 1)
-  t.ok(Number(fresh.events[0]!.id) > Number(seen[4]!.id), 'an unknown Last-Event-ID starts from the newest event')
+  t.ok(seq(fresh.events[0]!.id) > seq(seen[4]!.id), 'an unknown Last-Event-ID starts from the newest event')
   fresh.close()
   await waitFor('closed clients to be gone', async () => await metric(fastify, /^analytics_sse_clients\{[^}]*channel="analytics"[^}]*\} (\d+)/m) === 0)
 
@@ -136,6 +141,34 @@ t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, s
   const before = reader.events.length
   await waitFor('the reading client to go on receiving', () => reader.events.length > before + 5)
   t.equal(await metric(fastify, /^analytics_sse_clients_dropped_total\{[^}]*\} (\d+)/m), 1, 'only the stalled client was dropped')
+})
+
+t.test('Last-Event-ID of another replica (or an earlier run) is unknown: the newest event, not a replay of an unrelated history', async (t) => {
+  // two hubs: two replicas behind one service, each numbering its events from 1
+  const app = Fastify({ logger: false })
+  const hubs = [0, 1].map(() => new SseHub({ maxClients: 10, clientBufferBytes: 65_536, heartbeatMs: 60_000, replayEvents: 100, log: app.log, metrics: new Registry() }))
+  app.get('/a', (request, reply) => { hubs[0]!.open('c', request, reply) })
+  app.get('/b', (request, reply) => { hubs[1]!.open('c', request, reply) })
+  t.teardown(async () => { for (const hub of hubs) hub.close(); await app.close() })
+  const base = await listening(app)
+  const ids = [1, 2, 3, 4, 5].map((n) => [hubs[0]!.publish('c', `"a${n}"`), hubs[1]!.publish('c', `"b${n}"`)] as const)
+  t.not(ids[1]![0], ids[1]![1], 'the same position in each hub has different ids')
+  t.match(ids[1]![0], /^[0-9a-f]+-2$/)
+
+  const own = await SseClient.open(`${base}/b`, { 'last-event-id': ids[1]![1] })
+  await waitFor('the replay on b', () => own.events.length >= 3)
+  t.same(own.events.map((e) => e.data), ['"b3"', '"b4"', '"b5"'], 'b resumes after its own id')
+  own.close()
+  const foreign = await SseClient.open(`${base}/b`, { 'last-event-id': ids[1]![0] })
+  await waitFor('an event on b', () => foreign.events.length >= 1)
+  hubs[1]!.publish('c', '"b6"')
+  await waitFor('the next event on b', () => foreign.events.length >= 2)
+  t.same(foreign.events.map((e) => e.data), ['"b5"', '"b6"'], 'an id of replica a gets b\'s newest event, then what follows')
+  foreign.close()
+  const old = await SseClient.open(`${base}/b`, { 'last-event-id': '2' })
+  await waitFor('an event on b', () => old.events.length >= 1)
+  t.same(old.events.map((e) => e.data), ['"b6"'], 'so does a bare number (an id from before boot ids)')
+  old.close()
 })
 
 t.test('closing the service ends the event streams', async (t) => {
@@ -173,8 +206,11 @@ t.test('events written by a client that is not ours (kcat) show exact counts on 
 
   await waitFor('/analytics to show the 5 events', () => counts.latest()?.['kcat-page'] === 5, 15_000)
   t.pass('/analytics counts exactly the 5 events')
-  // a later event closes the window, so that R4 gets its final record
-  await writeRecords(topics.input, [eventMessage({ page: 'kcat-page', user: 'later', at: now + 20_000, duration: 0 })])
+  // a later event closes the window, so that R4 gets its final record: dated once the clock has
+  // passed the window's end (stream time never runs ahead of the clock)
+  const windowEnd = Math.floor(now / 5000) * 5000 + 5000
+  await waitFor('the clock to pass the window end', () => Date.now() > windowEnd, 10_000, 20)
+  await writeRecords(topics.input, [eventMessage({ page: 'kcat-page', user: 'later', at: Date.now(), duration: 0 })])
   const [final] = finalTable(await readWindows(topics.output, 1))
   t.match(final, { page: 'kcat-page', count: 5, durationSum: 100 + 101 + 102 + 103 + 1, distinctUsers: 5, longViews: 3 }, 'and R4 holds the exact final window')
 })
