@@ -53,7 +53,18 @@ function showMeasure (kind) {
   for (const [page, timeSeries] of series[measure]) addToChart(page, timeSeries)
 }
 
-/** A snapshot of one stream: every page it lists gets a point; pages it no longer lists go away. */
+/** What Smoothie keeps of the series it draws: the chart's width in time, behind its delay. */
+function keptSpanMs () {
+  const canvas = document.getElementById('chart')
+  return Math.max(canvas.width, canvas.clientWidth) * chart.options.millisPerPixel + (chart.delay ?? 0)
+}
+
+/**
+ * A snapshot of one stream: every page it lists gets a point; pages it no longer lists go away.
+ * Smoothie drops old points only of the series it draws, so the series of the measure not shown
+ * are trimmed here to what the chart would show when switched to, or they would grow for as long
+ * as the page stays open.
+ */
 function applySnapshot (kind, values) {
   const now = Date.now()
   latest[kind] = values
@@ -62,6 +73,10 @@ function applySnapshot (kind, values) {
     if (page in values) continue
     if (kind === measure) chart.removeTimeSeries(timeSeries)
     series[kind].delete(page)
+  }
+  if (kind !== measure) {
+    const oldest = now - keptSpanMs()
+    for (const timeSeries of series[kind].values()) timeSeries.dropOldData(oldest, chart.options.maxDataSetLength)
   }
   renderTable()
 }
@@ -150,4 +165,7 @@ window.pagestream = {
   chartedPages: () => chart.seriesSet.map((entry) => [...series[measure]].find(([, s]) => s === entry.timeSeries)?.[0]).filter(Boolean).sort(),
   lastValues: (kind) => Object.fromEntries([...series[kind]].map(([page, s]) => [page, s.data.at(-1)?.[1]])),
   points: (kind) => Math.min(...[...series[kind].values()].map((s) => s.data.length)),
+  /** Time from the oldest to the newest point held, over the series of a measure (ms). */
+  heldSpanMs: (kind) => Math.max(0, ...[...series[kind].values()].map((s) => s.data.length > 0 ? s.data.at(-1)[0] - s.data[0][0] : 0)),
+  keptSpanMs,
 }
