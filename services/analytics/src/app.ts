@@ -23,7 +23,7 @@ const config = {
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
   WINDOW_GRACE_MS: Millis(2_000, 'how long after its end a window still accepts out-of-order events'),
-  WINDOW_SLICE_MS: Millis(1_000, 'windows keep sub-totals per slice of this length, so rolling totals are exact to the slice; must divide the window size and advance, and the rolling spans must be whole slices', 1),
+  WINDOW_SLICE_MS: Millis(100, 'windows keep sub-totals per slice of this length, so rolling totals are exact to the slice; must divide the window size and advance, and the rolling spans must be whole slices', 1),
   EVENT_MAX_FUTURE_MS: Millis(60_000, 'events dated further ahead of the clock go to the dead-letter topic (0: no limit); events within it count in their windows, but stream time never passes the wall clock, so they close no window early'),
   LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),
   COMMIT_INTERVAL_MS: Millis(500, 'transaction interval: window updates, changelog and offsets commit together', 10),

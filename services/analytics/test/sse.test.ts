@@ -57,7 +57,7 @@ t.test('rolling totals: events of the last 5 s on /analytics, durations of the l
 
 t.test('a burst in one instant reads its exact size on /analytics until it leaves the 5 s span, then 0: no decay', async (t) => {
   const topics = await analyticsTopics(t, 'sse-burst')
-  // the defaults: tumbling 5 s windows, 1 s slices
+  // the defaults: tumbling 5 s windows, 100 ms slices
   const fastify = await startAnalytics(t, { ...topicEnv(topics), WINDOW_GRACE_MS: '60000', SSE_INTERVAL_MS: '200' })
   const base = await listening(fastify)
   const counts = await SseClient.open(`${base}/analytics`)
@@ -68,7 +68,7 @@ t.test('a burst in one instant reads its exact size on /analytics until it leave
   await waitFor('the clock to be early in a 5 s window', () => Date.now() % 5000 >= 100 && Date.now() % 5000 < 800, 6_000, 20)
   const boundary = Math.floor(Date.now() / 5000) * 5000
   const at = boundary - 300
-  const leaves = Math.floor(at / 1000) * 1000 + 5000
+  const leaves = Math.floor(at / 100) * 100 + 5000
   await writeRecords(topics.input, Array.from({ length: 7 }, (_, i) => eventMessage({ page: 'burst', user: `B${i}`, at, duration: 10 })))
 
   await waitFor('/analytics to show the 7 events', () => counts.latest()?.burst === 7, 15_000, 20)
@@ -81,7 +81,8 @@ t.test('a burst in one instant reads its exact size on /analytics until it leave
   t.ok(dropped >= leaves && dropped < leaves + 2000, `it left the span when its slice did (seen ${dropped - leaves} ms after)`)
 
   const windows = await fastify.inject(`/api/pages/burst/windows?from=${new Date(at - 1).toISOString()}&to=${new Date(at + 1).toISOString()}`)
-  t.match(windows.json(), { windows: [{ count: 7, durationSum: 70, sliceMs: 1000, sliceCounts: [0, 0, 0, 0, 7], sliceDurationSums: [0, 0, 0, 0, 70] }] },
+  const slices = (value: number) => Array.from({ length: 50 }, (_, i) => i === 47 ? value : 0)
+  t.match(windows.json(), { windows: [{ count: 7, durationSum: 70, sliceMs: 100, sliceCounts: slices(7), sliceDurationSums: slices(70) }] },
     'the window record carries the per-slice sub-totals')
 })
 
