@@ -2,10 +2,10 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
-  type Consumer, type KafkaClient, type KafkaMessage, type Producer,
-  InvalidPageEventError, consumerProperties, deadLetterMessage, decodePageEvent, eventTime, producerProperties,
+  type Consumer, type KafkaClient, type KafkaMessage,
+  InvalidPageEventError, TransactionalProducer, consumerProperties, deadLetterMessage, decodePageEvent, eventTime, failureBackoff,
 } from '@pagestream/core'
-import ckjs, { type KafkaJS } from '@confluentinc/kafka-javascript'
+import type { KafkaJS } from '@confluentinc/kafka-javascript'
 import { PartitionReader } from './partition-reader.js'
 import { SerialQueue } from './serial-queue.js'
 import { PartitionWindows, STREAM_TIME_KEY } from './window-store.js'
@@ -63,13 +63,6 @@ const REBALANCE_SETTLE_MS = 2_000
 /** librdkafka can wait forever for a rebalance that arrives while the consumer closes; do not wait with it. */
 const CONSUMER_CLOSE_TIMEOUT_MS = 5_000
 
-const { ErrorCodes } = ckjs.KafkaJS
-/** A newer producer with our transactional.id exists (librdkafka reports an older epoch this way too). */
-function isFenced (err: unknown): boolean {
-  const code = (err as { code?: number } | undefined)?.code
-  return code === ErrorCodes.ERR__FENCED || code === ErrorCodes.ERR_PRODUCER_FENCED
-}
-
 export const LATE_HEADERS = { streamTime: 'late-stream-time', missed: 'late-windows-missed' } as const
 
 /**
@@ -84,7 +77,7 @@ export class WindowProcessor {
   readonly #queue = new SerialQueue()
   readonly #owned = new Map<number, OwnedPartition>()
   #consumer: Consumer | undefined
-  #producer: Producer | undefined
+  #producer: TransactionalProducer | undefined
   #reader: PartitionReader | undefined
   #timer: NodeJS.Timeout | undefined
   #joined = false
@@ -94,7 +87,6 @@ export class WindowProcessor {
   #stopping = false
   #stopResult: Promise<void> | undefined
   readonly #stopped = new AbortController()
-  #producerReady = false
   #consecutiveFailures = 0
   #lastError: string | undefined
   /** Set once fenced: this instance handed over to the newer one with its transactional.id. */
@@ -135,7 +127,7 @@ export class WindowProcessor {
     if (this.#steppingDown !== undefined) {
       return { ok: false, detail: `fenced by another instance with transactional.id ${this.transactionalId}; stepped down (restart this one once ANALYTICS_INSTANCE_ID is unique per replica)` }
     }
-    if (!this.#producerReady) return { ok: false, detail: `no transactional producer: ${this.#lastError ?? 'connecting'}` }
+    if (this.#producer?.ready !== true) return { ok: false, detail: `no transactional producer: ${this.#lastError ?? 'connecting'}` }
     if (this.#consecutiveFailures >= FAILURES_BEFORE_UNREADY) return { ok: false, detail: `${this.#consecutiveFailures} transactions failed in a row: ${this.#lastError ?? 'unknown'}` }
     if (!this.#joined) return { ok: false, detail: 'waiting for a partition assignment' }
     if (this.#restoring) return { ok: false, detail: 'restoring window state from the changelog' }
@@ -150,9 +142,16 @@ export class WindowProcessor {
   async start (): Promise<void> {
     const { client, topics, groupId, instanceId } = this.#options
     this.#reader = await PartitionReader.connect(this.#options.connection, `${groupId}-restore-${instanceId}`, 10)
-    // connect() runs initTransactions: it fences an earlier incarnation and aborts its open transaction
-    this.#producer = await this.#connectProducer()
-    this.#producerReady = true
+    // opening runs initTransactions: it fences an earlier incarnation and aborts its open transaction
+    this.#producer = await TransactionalProducer.open({
+      client,
+      transactionalId: this.transactionalId,
+      log: this.#log,
+      closing: this.#stopped.signal,
+      failures: () => this.#consecutiveFailures,
+      commitAttempts: COMMIT_ATTEMPTS,
+      onError: (err) => { this.#lastError = err.message },
+    })
     const consumer = client.consumer({
       ...consumerProperties({ groupId, rebalance: (kind, partitions) => this.#rebalance(kind, partitions) }),
       'js.consumer.max.batch.size': 2_000,
@@ -197,10 +196,7 @@ export class WindowProcessor {
       timer.abort()
       if (outcome === 'timed out') this.#log.error({ timeoutMs: CONSUMER_CLOSE_TIMEOUT_MS }, 'the consumer did not close in time (a rebalance during close?); leaving it behind')
     }
-    const producer = this.#producer
-    this.#producer = undefined
-    this.#producerReady = false
-    await producer?.disconnect().catch((err: Error) => { this.#log.warn({ err }, 'producer disconnect failed') })
+    await this.#producer?.close().catch((err: Error) => { this.#log.warn({ err }, 'producer disconnect failed') })
   }
 
   /**
@@ -223,12 +219,6 @@ export class WindowProcessor {
       this.#unrestored.clear()
     })
     this.#log.warn('stepped down: left the group and closed the transactional producer')
-  }
-
-  async #connectProducer (): Promise<Producer> {
-    const producer = this.#options.client.producer(producerProperties({ transactionalId: this.transactionalId }))
-    await producer.connect()
-    return producer
   }
 
   #scheduleCommit (): void {
@@ -290,9 +280,10 @@ export class WindowProcessor {
 
   /** One transaction: R4 updates and finals, changelog, side outputs, input offsets. */
   async #commit (): Promise<void> {
-    const producer = this.#producer
+    const transactional = this.#producer
+    const producer = transactional?.current
     const consumer = this.#consumer
-    if (producer === undefined || consumer === undefined || this.#steppingDown !== undefined) return
+    if (transactional === undefined || producer === undefined || consumer === undefined || this.#steppingDown !== undefined) return
     if (this.#unrestored.size > 0) await this.#retryRestore()
     const work = [...this.#owned].filter(([, owned]) => owned.windows.hasPending() || owned.side.length > 0 || owned.nextOffset !== undefined)
     if (work.length === 0) return
@@ -325,13 +316,13 @@ export class WindowProcessor {
       await producer.transaction()
       if (topicMessages.length > 0) await producer.sendBatch({ topicMessages: topicMessages as KafkaJS.TopicMessages[] })
       if (offsets.length > 0) await producer.sendOffsets({ consumer, topics: [{ topic: topics.input, partitions: offsets }] })
-      await this.#commitTransaction(producer)
+      await transactional.commit()
     } catch (err) {
       this.#transactions.inc({ result: 'aborted' })
       this.#consecutiveFailures += 1
       this.#lastError = (err as Error).message
       this.#log.warn({ err, partitions: work.map(([p]) => p) }, 'transaction failed: aborting and rewinding to the last commit')
-      const outcome = await this.#abortOrReplaceProducer(err as Error)
+      const outcome = await transactional.abortOrReplace(err as Error)
       if (outcome === 'fenced') {
         // the consumer cannot be closed while this commit holds the queue its rebalance callback needs
         this.#steppingDown = new Promise<void>((resolve) => { setImmediate(resolve) }).then(() => this.#stepDown())
@@ -352,64 +343,8 @@ export class WindowProcessor {
     }
   }
 
-  /**
-   * librdkafka lets a commit that failed with a retriable error (a timeout, a broker that was
-   * not available) be called again; it then finishes the same commit instead of starting over.
-   */
-  async #commitTransaction (producer: Producer): Promise<void> {
-    for (let attempt = 1; ; attempt += 1) {
-      try {
-        await producer.commit()
-        return
-      } catch (err) {
-        if ((err as { retriable?: boolean }).retriable !== true || attempt >= COMMIT_ATTEMPTS || this.#stopping) throw err
-        this.#log.warn({ err, attempt }, 'commit failed with a retriable error; trying again')
-      }
-    }
-  }
-
-  /**
-   * Aborts the open transaction, or, when the producer cannot start, complete or abort one, replaces
-   * it with a new one of the same transactional.id (whose initTransactions also settles a commit
-   * whose outcome is unknown). Fenced: another instance owns the transactional.id now.
-   */
-  async #abortOrReplaceProducer (cause: Error): Promise<'aborted' | 'replaced' | 'fenced' | 'closing'> {
-    const producer = this.#producer
-    if (producer === undefined) return 'closing'
-    if (isFenced(cause)) return 'fenced'
-    if (producer.isActive()) {
-      try {
-        await producer.abort()
-        return 'aborted'
-      } catch (err) {
-        if (isFenced(err)) {
-          this.#lastError = (err as Error).message
-          return 'fenced'
-        }
-        this.#log.warn({ err }, 'abort failed: replacing the transactional producer')
-      }
-    }
-    this.#producerReady = false
-    this.#producer = undefined
-    await producer.disconnect().catch(() => {})
-    while (!this.#stopping) {
-      try {
-        this.#producer = await this.#connectProducer()
-        this.#producerReady = true
-        return 'replaced'
-      } catch (err) {
-        this.#lastError = (err as Error).message
-        this.#log.warn({ err }, 'could not open a new transactional producer; retrying')
-        await this.#backoff()
-      }
-    }
-    return 'closing'
-  }
-
   async #backoff (): Promise<void> {
-    if (this.#stopping) return
-    await sleep(Math.min(100 * 2 ** Math.min(this.#consecutiveFailures, 6), 5_000), undefined, { signal: this.#stopped.signal })
-      .catch(() => {}) // stopped: cut the wait short
+    await failureBackoff(this.#consecutiveFailures, this.#stopped.signal)
   }
 
   /**

@@ -1,8 +1,8 @@
 import { performance } from 'node:perf_hooks'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
-import ckjs, { type KafkaJS } from '@confluentinc/kafka-javascript'
-import { type Consumer, type KafkaClient, type Producer, consumerProperties, producerProperties } from '@pagestream/core'
+import type { KafkaJS } from '@confluentinc/kafka-javascript'
+import { type Consumer, type KafkaClient, TransactionalProducer, consumerProperties, failureBackoff } from '@pagestream/core'
 import { transformBatch } from './transform.js'
 
 export interface ProcessorSettings {
@@ -43,12 +43,6 @@ const COMMITTED_OFFSET_TIMEOUT_MS = 5_000
 const REBALANCE_SETTLE_MS = 2_000
 /** librdkafka can wait forever for a rebalance that arrives while the consumer closes; do not wait with it. */
 const CONSUMER_CLOSE_TIMEOUT_MS = 5_000
-const { ErrorCodes } = ckjs.KafkaJS
-/** A newer producer with our transactional.id exists (librdkafka reports an older epoch this way too). */
-function isFenced (err: unknown): boolean {
-  const code = (err as { code?: number }).code
-  return code === ErrorCodes.ERR__FENCED || code === ErrorCodes.ERR_PRODUCER_FENCED
-}
 
 /**
  * Consume-transform-produce, exactly once: each batch the consumer hands over (one partition,
@@ -58,8 +52,7 @@ function isFenced (err: unknown): boolean {
  */
 export class TransformProcessor {
   readonly counts: ProcessorCounts = { transformed: 0, deadLettered: 0, transactionsCommitted: 0, transactionsAborted: 0, producerReplacements: 0, timesFenced: 0 }
-  #producer: Producer | undefined
-  #producerReady = false
+  #producer: TransactionalProducer | undefined
   #consumer: Consumer | undefined
   #assignment: KafkaJS.TopicPartition[] | undefined
   #consecutiveFailures = 0
@@ -85,15 +78,29 @@ export class TransformProcessor {
   /** Why transactions cannot be trusted to commit now, or undefined when they can. */
   get problem (): string | undefined {
     if (this.#steppingDown !== undefined) return `fenced by another instance with transactional.id ${this.settings.instanceId}; stepped down (restart this one once the instance ids are unique)`
-    if (!this.#producerReady) return `no transactional producer: ${this.#lastError ?? 'connecting'}`
+    if (this.#producer?.ready !== true) return `no transactional producer: ${this.#lastError ?? 'connecting'}`
     if (this.#consecutiveFailures >= FAILURES_BEFORE_UNREADY) return `transactions failing: ${this.#lastError ?? 'unknown'}`
     return undefined
   }
 
   /** Producer first: initialising transactions aborts whatever a killed predecessor left open. */
   async start (): Promise<void> {
-    this.#producer = await this.#connectProducer()
-    this.#producerReady = true
+    // a transaction a crashed instance left open (a new pod name never fences it) blocks R3 readers and
+    // R1 offsets until the broker aborts it: keep that short, just above the delivery timeout
+    this.#producer = await TransactionalProducer.open({
+      client: this.client,
+      transactionalId: this.settings.instanceId,
+      transactionTimeoutMs: this.settings.deliveryTimeoutMs + 10_000,
+      deliveryTimeoutMs: this.settings.deliveryTimeoutMs,
+      log: this.log,
+      closing: this.#stopping.signal,
+      failures: () => this.#consecutiveFailures,
+      onError: (err) => { this.#lastError = err.message },
+      onReplaced: () => {
+        this.counts.producerReplacements += 1
+        this.observer.producerReplaced()
+      },
+    })
     const consumer = this.client.consumer({
       ...consumerProperties({
         groupId: this.settings.groupId,
@@ -127,12 +134,9 @@ export class TransformProcessor {
     if (this.#consumer !== undefined) await this.#closeConsumer(this.#consumer)
     this.#consumer = undefined
     this.#assignment = undefined
-    const producer = this.#producer
-    this.#producer = undefined
-    this.#producerReady = false
-    if (producer === undefined) return
-    if (producer.isActive()) await producer.abort().catch((err: Error) => this.log.warn({ err }, 'abort on close failed'))
-    await producer.disconnect().catch((err: Error) => this.log.warn({ err }, 'producer close failed'))
+    const producer = this.#producer?.current
+    if (producer?.isActive() === true) await producer.abort().catch((err: Error) => this.log.warn({ err }, 'abort on close failed'))
+    await this.#producer?.close().catch((err: Error) => this.log.warn({ err }, 'producer close failed'))
   }
 
   async #closeConsumer (consumer: Consumer): Promise<void> {
@@ -161,23 +165,12 @@ export class TransformProcessor {
     await this.#closeClients()
   }
 
-  async #connectProducer (): Promise<Producer> {
-    // a transaction a crashed instance left open (a new pod name never fences it) blocks R3 readers and
-    // R1 offsets until the broker aborts it: keep that short, just above the delivery timeout
-    const producer = this.client.producer(producerProperties({
-      transactionalId: this.settings.instanceId,
-      transactionTimeoutMs: this.settings.deliveryTimeoutMs + 10_000,
-      deliveryTimeoutMs: this.settings.deliveryTimeoutMs,
-    }))
-    await producer.connect()
-    return producer
-  }
-
   async #transact (batch: KafkaJS.Batch): Promise<void> {
     const { topic, partition, messages } = batch
-    const producer = this.#producer
+    const transactional = this.#producer
+    const producer = transactional?.current
     const consumer = this.#consumer
-    if (producer === undefined || consumer === undefined || messages.length === 0) return
+    if (transactional === undefined || producer === undefined || consumer === undefined || messages.length === 0) return
     if (this.#steppingDown !== undefined) {
       // handed over: leave the batch unconsumed, for whoever owns the partition next
       consumer.seek({ topic, partition, offset: batch.firstOffset() ?? '0' })
@@ -194,9 +187,9 @@ export class TransformProcessor {
       ].filter((entry) => entry.messages.length > 0)
       await producer.sendBatch({ topicMessages })
       await producer.sendOffsets({ consumer, topics: [{ topic, partitions: [{ partition, offset: work.nextOffset }] }] })
-      await producer.commit()
+      await transactional.commit()
     } catch (err) {
-      await this.#recover(batch, err as Error)
+      await this.#recover(transactional, batch, err as Error)
       return
     } finally {
       this.#batchInFlight = false
@@ -213,14 +206,14 @@ export class TransformProcessor {
    * transaction whose commit outcome is unknown), then rewinds the partition to the committed
    * offset: asking the group, not assuming, because a commit that reported a timeout may have landed.
    */
-  async #recover (batch: KafkaJS.Batch, err: Error): Promise<void> {
+  async #recover (transactional: TransactionalProducer, batch: KafkaJS.Batch, err: Error): Promise<void> {
     const { topic, partition } = batch
     this.#consecutiveFailures += 1
     this.#lastError = err.message
     this.counts.transactionsAborted += 1
     this.observer.aborted()
     this.log.warn({ err, topic, partition, firstOffset: batch.firstOffset(), records: batch.messages.length }, 'transaction failed; aborting and rewinding to the committed offset')
-    const outcome = await this.#abortOrReplaceProducer(err)
+    const outcome = await transactional.abortOrReplace(err)
     if (outcome === 'fenced') {
       this.counts.timesFenced += 1
       // the consumer cannot be closed from inside its own batch handler
@@ -232,40 +225,6 @@ export class TransformProcessor {
     const offset = await this.#committedOffset(topic, partition, batch.firstOffset() ?? '0')
     if (offset !== undefined) this.#consumer?.seek({ topic, partition, offset })
     await this.#backoff()
-  }
-
-  async #abortOrReplaceProducer (cause: Error): Promise<'aborted' | 'replaced' | 'fenced' | 'closing'> {
-    const producer = this.#producer
-    if (producer === undefined) return 'closing'
-    if (isFenced(cause)) return 'fenced'
-    if (producer.isActive()) {
-      try {
-        await producer.abort()
-        return 'aborted'
-      } catch (err) {
-        if (isFenced(err)) {
-          this.#lastError = (err as Error).message
-          return 'fenced'
-        }
-        this.log.warn({ err }, 'abort failed; replacing the producer')
-      }
-    }
-    this.#producerReady = false
-    await producer.disconnect().catch(() => {})
-    while (!this.#closing) {
-      try {
-        this.#producer = await this.#connectProducer()
-        this.#producerReady = true
-        this.counts.producerReplacements += 1
-        this.observer.producerReplaced()
-        return 'replaced'
-      } catch (err) {
-        this.#lastError = (err as Error).message
-        this.log.warn({ err }, 'could not open a new transactional producer; retrying')
-        await this.#backoff()
-      }
-    }
-    return 'closing'
   }
 
   async #committedOffset (topic: string, partition: number, fallback: string): Promise<string | undefined> {
@@ -285,8 +244,6 @@ export class TransformProcessor {
   }
 
   async #backoff (): Promise<void> {
-    if (this.#closing) return
-    await sleep(Math.min(100 * 2 ** Math.min(this.#consecutiveFailures, 6), 5_000), undefined, { signal: this.#stopping.signal })
-      .catch(() => {}) // stopped: cut the wait short
+    await failureBackoff(this.#consecutiveFailures, this.#stopping.signal)
   }
 }
