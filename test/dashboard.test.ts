@@ -1,13 +1,9 @@
-import { mkdirSync, mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { chromium } from 'playwright-core'
 import { createTopics, deleteTopics, uniqueName, writeRecords } from './helpers/kafka.js'
 import { ROOT, startRole } from './helpers/process.js'
-
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--no-first-run', '--disable-quic', '--disable-sync']
+import { chromiumPage } from './helpers/browser.js'
 
 t.test('the dashboard charts and tabulates fresh pages from R2, under a strict CSP, and reconnects', async (t) => {
   const input = uniqueName('dash-in')
@@ -28,11 +24,7 @@ t.test('the dashboard charts and tabulates fresh pages from R2, under a strict C
   t.equal(smoothie.status, 200, 'Smoothie Charts comes from the analytics service itself')
   t.match(await smoothie.text(), /SmoothieChart/)
 
-  const profile = mkdtempSync(join(tmpdir(), 'pagestream-chromium-'))
-  t.teardown(() => rmSync(profile, { recursive: true, force: true }))
-  const context = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS, viewport: { width: 1200, height: 800 } })
-  t.teardown(() => context.close())
-  const page = context.pages()[0] ?? await context.newPage()
+  const page = await chromiumPage(t, { width: 1200, height: 800 })
   const console: string[] = []
   page.on('console', (message) => { console.push(`${message.type()}: ${message.text()}`) })
   page.on('pageerror', (error) => { console.push(`pageerror: ${error.message}`) })

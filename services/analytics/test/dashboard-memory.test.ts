@@ -1,14 +1,8 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import t from 'tap'
-import { chromium } from 'playwright-core'
 import { writeRecords } from '../../../test/helpers/kafka.js'
 import { startRole } from '../../../test/helpers/process.js'
+import { chromiumPage } from '../../../test/helpers/browser.js'
 import { analyticsTopics, eventMessage, topicEnv } from './fixture.js'
-
-const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',
-  '--no-first-run', '--disable-quic', '--disable-sync']
 
 interface DashboardApi { measure(): string, heldSpanMs(kind: string): number, keptSpanMs(): number, points(kind: string): number }
 
@@ -17,12 +11,8 @@ t.test('a dashboard left open keeps only what its chart can show, of the measure
   const analytics = await startRole(t, 'analytics', { ...topicEnv(topics), ANALYTICS_INSTANCE_ID: 'dash-memory', SSE_INTERVAL_MS: '100' })
   await writeRecords(topics.input, ['home', 'blog'].map((page) => eventMessage({ page, user: 'U', at: Date.now(), duration: 5 })))
 
-  const profile = mkdtempSync(join(tmpdir(), 'pagestream-chromium-'))
-  t.teardown(() => rmSync(profile, { recursive: true, force: true }))
   // a narrow chart shows a few seconds (40 ms per pixel), so the test need not wait long
-  const context = await chromium.launchPersistentContext(profile, { executablePath: '/usr/bin/chromium', args: CHROMIUM_ARGS, viewport: { width: 220, height: 600 } })
-  t.teardown(() => context.close())
-  const page = context.pages()[0] ?? await context.newPage()
+  const page = await chromiumPage(t, { width: 220, height: 600 })
   const errors: string[] = []
   page.on('pageerror', (error) => { errors.push(error.message) })
   await page.goto(`${analytics.url}/`)
