@@ -1,7 +1,7 @@
 import { hostname } from 'node:os'
 import { Type, type StaticDecode, type TObject } from '@sinclair/typebox'
 import fp from 'fastify-plugin'
-import { type Role, commonConfig, connectionProperties, deadLetterTopic } from '@pagestream/core'
+import { type Role, TopicName, commonConfig, connectionProperties, deadLetterTopic } from '@pagestream/core'
 import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
@@ -12,10 +12,10 @@ const Millis = (defaultValue: number, description: string, minimum = 0) => Type.
 
 const config = {
   ...commonConfig('analytics', 8080),
-  ANALYTICS_INPUT_TOPIC: Type.String({ minLength: 1, default: 'R2', description: 'topic of page events to window' }),
-  ANALYTICS_OUTPUT_TOPIC: Type.String({ minLength: 1, default: 'R4', description: 'topic of window records, keyed by page' }),
-  ANALYTICS_CHANGELOG_TOPIC: Type.String({ default: '', description: 'compacted changelog of window state (empty: <group id>-windows-changelog)' }),
-  ANALYTICS_LATE_TOPIC: Type.String({ default: '', description: 'topic for events later than the grace period (empty: <input>.late)' }),
+  ANALYTICS_INPUT_TOPIC: TopicName('R2', 'topic of page events to window'),
+  ANALYTICS_OUTPUT_TOPIC: TopicName('R4', 'topic of window records, keyed by page'),
+  ANALYTICS_CHANGELOG_TOPIC: TopicName('', 'compacted changelog of window state (empty: <group id>-windows-changelog)', { optional: true }),
+  ANALYTICS_LATE_TOPIC: TopicName('', 'topic for events later than the grace period (empty: <input>.late)', { optional: true }),
   ANALYTICS_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-analytics', description: 'consumer group of the processor replicas' }),
   ANALYTICS_INSTANCE_ID: Type.String({ minLength: 1, default: hostname(), description: 'stable id of this replica; transactional.id is <group id>-<instance id>' }),
   ANALYTICS_STATIC_MEMBERSHIP: Type.Boolean({ default: true, description: 'join the group as a static member (group.instance.id = transactional.id): a restart with the same instance id takes its partitions back without a rebalance; turn off when instance ids change per restart' }),

@@ -1,10 +1,10 @@
 import { Type } from '@sinclair/typebox'
-import { type Role, commonConfig, consumerProperties, deadLetterTopic, producerProperties } from '@pagestream/core'
+import { type Role, TopicName, commonConfig, consumerProperties, deadLetterTopic, producerProperties } from '@pagestream/core'
 import { EventLogger } from './event-logger.js'
 
 const config = {
   ...commonConfig('consumer', 8083),
-  CONSUMER_TOPIC: Type.String({ minLength: 1, default: 'R1', description: 'topic whose events are logged' }),
+  CONSUMER_TOPIC: TopicName('R1', 'topic whose events are logged'),
   CONSUMER_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-consumer', description: 'consumer group' }),
 }
 

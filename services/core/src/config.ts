@@ -1,5 +1,6 @@
 import { Type, type StaticDecode, type TObject, type TProperties, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { LEGAL_TOPIC_PATTERN } from './topics.js'
 
 /** A comma-separated list in one environment variable, e.g. `KAFKA_BROKERS=a:9092,b:9092`. */
 export function CsvList (options: { default: string, description: string, itemPattern?: string }) {
@@ -11,6 +12,17 @@ export function CsvList (options: { default: string, description: string, itemPa
   }))
     .Decode((value) => value.split(',').map((part) => part.trim()))
     .Encode((list) => list.join(','))
+}
+
+/** A topic-name variable, refused at start-up unless Kafka would accept the name (empty allowed when optional). */
+export function TopicName (fallback: string, description: string, options: { optional?: boolean } = {}) {
+  const legal = LEGAL_TOPIC_PATTERN.slice(1, -1)
+  return Type.String({
+    pattern: options.optional === true ? `^(${legal})?$` : LEGAL_TOPIC_PATTERN,
+    default: fallback,
+    description,
+    expected: 'a Kafka topic name: 1 to 249 ASCII letters, digits, ".", "_" or "-"',
+  })
 }
 
 const Port = (port: number, description: string) =>
@@ -57,6 +69,7 @@ function shown (variable: string, value: unknown): string {
 
 function expected (schema: TSchema | undefined): string {
   if (schema === undefined) return 'a valid value'
+  if (typeof schema.expected === 'string') return schema.expected
   if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => s.const).join(', ')}`
   if (schema.type === 'integer') {
     const range = [schema.minimum !== undefined ? `>= ${schema.minimum}` : '', schema.maximum !== undefined ? `<= ${schema.maximum}` : '']

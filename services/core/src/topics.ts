@@ -1,4 +1,6 @@
-const LEGAL_TOPIC = /^[a-zA-Z0-9._-]{1,249}$/
+/** What Kafka accepts as a topic name (besides "." and ".."). */
+export const LEGAL_TOPIC_PATTERN = '^[a-zA-Z0-9._-]{1,249}$'
+const LEGAL_TOPIC = new RegExp(LEGAL_TOPIC_PATTERN)
 
 /** Why Kafka would refuse this topic name, or null when it is a legal name. */
 export function topicNameProblem (name: string): string | null {

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { Type } from '@sinclair/typebox'
-import { ConfigError, commonConfig, loadConfig } from '@pagestream/core'
+import { ConfigError, TopicName, commonConfig, loadConfig } from '@pagestream/core'
 
 const schema = { ...commonConfig('test', 8099), BATCH_MAX: Type.Integer({ minimum: 1, default: 100, description: 'records per request' }) }
 
@@ -37,4 +37,13 @@ t.test('SASL needs credentials, and secrets are never echoed', async (t) => {
 
 t.test('a malformed broker list is refused', async (t) => {
   t.throws(() => loadConfig(schema, { KAFKA_BROKERS: 'a:9092,,b' }), /KAFKA_BROKERS/)
+})
+
+t.test('topic-name variables take only names Kafka accepts', async (t) => {
+  const topics = { IN: TopicName('R1', 'input'), LATE: TopicName('', 'late events (empty: derived)', { optional: true }) }
+  t.same(loadConfig(topics, {}), { IN: 'R1', LATE: '' })
+  t.same(loadConfig(topics, { IN: 'R1.dlq', LATE: 'R2.late' }), { IN: 'R1.dlq', LATE: 'R2.late' })
+  const error = t.throws(() => loadConfig(topics, { IN: 'bad$name', LATE: 'x y' })) as ConfigError
+  t.match(error.message, /IN: must be a Kafka topic name: 1 to 249 ASCII letters, digits/)
+  t.match(error.message, /LATE: must be a Kafka topic name/)
 })

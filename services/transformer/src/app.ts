@@ -1,12 +1,9 @@
 import { hostname } from 'node:os'
 import { Type, type Static, type StaticDecode, type TObject } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import { type Role, commonConfig, deadLetterTopic } from '@pagestream/core'
+import { type Role, TopicName, commonConfig, deadLetterTopic } from '@pagestream/core'
 import { transformerMetrics } from './metrics.js'
 import { TransformProcessor } from './processor.js'
-
-const TopicName = (fallback: string, description: string) =>
-  Type.String({ pattern: '^[a-zA-Z0-9._-]{1,249}$', default: fallback, description })
 
 const config = {
   ...commonConfig('transformer', 8084),
