@@ -2,7 +2,7 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
-  type Consumer, type KafkaClient, type KafkaMessage,
+  type Consumer, type KafkaClient, type KafkaMessage, type StartOffset,
   InvalidPageEventError, TransactionalProducer, consumerProperties, deadLetterMessage, decodePageEvent, eventTime, failureBackoff,
 } from '@pagestream/core'
 import type { KafkaJS } from '@confluentinc/kafka-javascript'
@@ -50,6 +50,8 @@ interface OwnedPartition {
   side: Array<{ topic: string, message: OutgoingMessage }>
   /** Offset to commit with the next transaction (last processed + 1). */
   nextOffset: string | undefined
+  /** The first offset the state has not counted: records before it (a stale seek) are skipped. */
+  position: number
 }
 
 export interface RestoreReport { partitions: number[], records: number, windows: number, ms: number }
@@ -237,9 +239,12 @@ export class WindowProcessor {
       const { batch } = payload
       const owned = this.#owned.get(batch.partition)
       if (owned === undefined) return
-      for (const message of batch.messages) this.#process(owned, batch.partition, message)
+      for (const message of batch.messages) {
+        if (Number(message.offset) >= owned.position) this.#process(owned, batch.partition, message)
+      }
       owned.windows.closeExpired()
-      owned.nextOffset = String(Number(batch.lastOffset()) + 1)
+      owned.position = Math.max(owned.position, Number(batch.lastOffset()) + 1)
+      owned.nextOffset = String(owned.position)
     })
   }
 
@@ -360,7 +365,7 @@ export class WindowProcessor {
     const partitions = [...this.#owned.keys()]
     if (partitions.length === 0) return
     try {
-      await this.#take(partitions, 'rewound')
+      this.#seekTo(await this.#take(partitions, 'rewound'))
     } catch (err) {
       for (const partition of partitions) {
         this.#owned.delete(partition)
@@ -370,15 +375,20 @@ export class WindowProcessor {
     }
   }
 
-  #seek (partition: number, offset: string | null): void {
-    // -2 is librdkafka's "beginning", what auto.offset.reset=earliest does for a fresh group
-    this.#consumer?.seek({ topic: this.#options.topics.input, partition, offset: offset ?? '-2' })
+  /** Positions assigned partitions at the committed offsets their restored state ends at. */
+  #seekTo (committed: Map<number, string | null>): void {
+    const topic = this.#options.topics.input
+    for (const [partition, offset] of committed) this.#consumer?.seek({ topic, partition, offset: String(startOffset(offset)) })
   }
 
-  #rebalance (kind: 'assign' | 'revoke', assignment: KafkaJS.TopicPartition[]): Promise<void> {
+  /**
+   * Assigned partitions start at the committed offsets their restored state ends at, given to
+   * librdkafka with the assignment: a seek from here would come before the assignment is applied.
+   */
+  #rebalance (kind: 'assign' | 'revoke', assignment: KafkaJS.TopicPartition[]): Promise<StartOffset[] | undefined> {
     const partitions = assignment.filter((tp) => tp.topic === this.#options.topics.input).map((tp) => tp.partition)
     this.#lastRebalanceAt = Date.now()
-    return this.#queue.run(async () => {
+    return this.#queue.run(async (): Promise<StartOffset[] | undefined> => {
       // eager or cooperative, `partitions` are exactly those that change hands: the others are kept as they are
       if (kind === 'revoke') {
         // uncommitted work is dropped: the next owner starts from the last commit, state and offsets alike
@@ -387,15 +397,17 @@ export class WindowProcessor {
           this.#unrestored.delete(partition)
         }
         this.#log.info({ partitions }, 'partitions revoked')
-        return
+        return undefined
       }
       this.#restoring = true
       try {
-        await this.#take(partitions)
+        const committed = await this.#take(partitions)
+        return assignment.map((tp) => ({ topic: tp.topic, partition: tp.partition, offset: startOffset(committed.get(tp.partition) ?? null) }))
       } catch (err) {
         // their batches are skipped until a later commit cycle restores them
         for (const partition of partitions) this.#unrestored.add(partition)
         this.#log.error({ err, partitions }, 'restoring assigned partitions failed; retrying at the next commit interval')
+        return undefined
       } finally {
         this.#restoring = false
         this.#joined = true
@@ -403,13 +415,15 @@ export class WindowProcessor {
     })
   }
 
-  /** Restores partitions and positions the consumer at their committed offsets. */
-  async #take (partitions: number[], why: 'assigned' | 'rewound' = 'assigned'): Promise<void> {
+  /**
+   * Restores partitions as of their last commit and returns the committed offsets to start from.
+   * Records before them are skipped from here on, whatever seek an earlier rewind left pending.
+   */
+  async #take (partitions: number[], why: 'assigned' | 'rewound' = 'assigned'): Promise<Map<number, string | null>> {
     const committed = await this.#committedOffsets(partitions)
-    await this.#restore(partitions)
-    // start exactly where the restored state ends, whatever seek an earlier rewind left pending
-    for (const [partition, offset] of committed) this.#seek(partition, offset)
+    await this.#restore(partitions, committed)
     this.#log.info({ partitions, offsets: Object.fromEntries(committed) }, `partitions ${why}`)
+    return committed
   }
 
   async #retryRestore (): Promise<void> {
@@ -419,7 +433,7 @@ export class WindowProcessor {
     this.#unrestored.clear()
     if (partitions.length === 0) return
     try {
-      await this.#take(partitions)
+      this.#seekTo(await this.#take(partitions))
     } catch (err) {
       for (const partition of partitions) this.#unrestored.add(partition)
       this.#log.error({ err, partitions }, 'restoring assigned partitions failed again')
@@ -436,7 +450,7 @@ export class WindowProcessor {
     return result
   }
 
-  async #restore (partitions: number[]): Promise<void> {
+  async #restore (partitions: number[], committed: Map<number, string | null>): Promise<void> {
     const started = performance.now()
     const { spec, longViewThresholdMs, topics } = this.#options
     const restored = new Map(partitions.map((partition) => [partition, new PartitionWindows(spec, longViewThresholdMs)]))
@@ -444,7 +458,7 @@ export class WindowProcessor {
       if (record.key !== null) restored.get(record.partition)?.restore(record.key, record.value?.toString('utf8') ?? null)
     })
     for (const [partition, windows] of restored) {
-      this.#owned.set(partition, { windows, side: [], nextOffset: undefined })
+      this.#owned.set(partition, { windows, side: [], nextOffset: undefined, position: Number(committed.get(partition) ?? 0) })
     }
     const ms = performance.now() - started
     this.#restoreSeconds.observe(ms / 1000)
@@ -452,4 +466,9 @@ export class WindowProcessor {
     this.lastRestore = { partitions, records, windows, ms: Math.round(ms) }
     this.#log.info({ restore: this.lastRestore }, 'restored window state from the changelog')
   }
+}
+
+/** Where a partition starts: its committed offset, or librdkafka's -2 (the beginning) for a fresh group. */
+function startOffset (committed: string | null): number {
+  return committed === null ? -2 : Number(committed)
 }

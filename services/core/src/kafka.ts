@@ -76,8 +76,15 @@ export function producerProperties (options: { transactionalId?: string, transac
   return properties
 }
 
-/** A consumer that commits only what the caller says it has processed. */
-export function consumerProperties (options: { groupId: string, fromBeginning?: boolean, readCommitted?: boolean, rebalance?: (event: 'assign' | 'revoke', partitions: KafkaTypes.TopicPartition[]) => void | Promise<void> }): ConsumerConfig {
+/** A partition to assign with the offset to start from (librdkafka's logical offsets allowed: -2 beginning). */
+export interface StartOffset { topic: string, partition: number, offset: number }
+
+/**
+ * A consumer that commits only what the caller says it has processed. `rebalance` may answer an
+ * assignment with start offsets: librdkafka then starts there, no seek needed (a seek of a partition
+ * whose assignment is still settling fails with "Local: Erroneous state").
+ */
+export function consumerProperties (options: { groupId: string, fromBeginning?: boolean, readCommitted?: boolean, rebalance?: (event: 'assign' | 'revoke', partitions: KafkaTypes.TopicPartition[]) => void | StartOffset[] | Promise<void | StartOffset[]> }): ConsumerConfig {
   const properties: ConsumerConfig = {
     'group.id': options.groupId,
     'enable.auto.commit': false,
@@ -91,7 +98,7 @@ export function consumerProperties (options: { groupId: string, fromBeginning?: 
   if (options.rebalance !== undefined) {
     const rebalance = options.rebalance
     properties.rebalance_cb = async (err: { code: number }, assignment: KafkaTypes.TopicPartition[]) => {
-      await rebalance(err.code === ckjs.KafkaJS.ErrorCodes.ERR__ASSIGN_PARTITIONS ? 'assign' : 'revoke', assignment)
+      return await rebalance(err.code === ckjs.KafkaJS.ErrorCodes.ERR__ASSIGN_PARTITIONS ? 'assign' : 'revoke', assignment)
     }
   }
   return properties
