@@ -6,7 +6,7 @@ import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
 import { WindowProcessor } from './processor.js'
-import { windowSpec } from './windows.js'
+import { TimeSourceSchema, windowSpec } from './windows.js'
 
 const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
 
@@ -23,6 +23,8 @@ const config = {
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
   WINDOW_GRACE_MS: Millis(2_000, 'how long after its end a window still accepts out-of-order events'),
+  WINDOW_TIME_SOURCE: TimeSourceSchema,
+  WINDOW_IDLE_CLOSE_MS: Millis(5_000, 'an input partition without records this long closes its windows on the wall clock once their end plus the grace has passed (0: only new input closes windows)'),
   WINDOW_SLICE_MS: Millis(100, 'windows keep sub-totals per slice of this length, so rolling totals are exact to the slice; must divide the window size and advance, and the rolling spans must be whole slices', 1),
   EVENT_MAX_FUTURE_MS: Millis(60_000, 'events dated further ahead of the clock go to the dead-letter topic (0: no limit); events within it count in their windows, but stream time never passes the wall clock, so they close no window early'),
   LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),
@@ -70,6 +72,8 @@ export const role: Role<typeof config> = {
         instanceId: config.ANALYTICS_INSTANCE_ID,
         staticMembership: config.ANALYTICS_STATIC_MEMBERSHIP,
         spec,
+        timeSource: config.WINDOW_TIME_SOURCE,
+        idleCloseMs: config.WINDOW_IDLE_CLOSE_MS,
         longViewThresholdMs: config.LONG_VIEW_THRESHOLD_MS,
         maxFutureMs: config.EVENT_MAX_FUTURE_MS,
         commitIntervalMs: config.COMMIT_INTERVAL_MS,

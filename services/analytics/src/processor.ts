@@ -2,14 +2,14 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
-  type Consumer, type KafkaClient, type KafkaMessage, type StartOffset,
+  type Consumer, type KafkaClient, type KafkaMessage, type PageEvent, type StartOffset,
   InvalidPageEventError, TransactionalProducer, consumerProperties, deadLetterMessage, decodePageEvent, eventTime, failureBackoff,
 } from '@pagestream/core'
 import type { KafkaJS } from '@confluentinc/kafka-javascript'
 import { PartitionReader } from './partition-reader.js'
 import { SerialQueue } from './serial-queue.js'
 import { PartitionWindows, STREAM_TIME_KEY } from './window-store.js'
-import { type WindowSpec, encodeWindowState, windowKey, windowRecord } from './windows.js'
+import { type TimeSource, type WindowSpec, encodeWindowState, windowKey, windowRecord } from './windows.js'
 
 export interface ProcessorTopics {
   input: string
@@ -30,6 +30,9 @@ export interface ProcessorOptions {
   instanceId: string
   staticMembership: boolean
   spec: WindowSpec
+  timeSource: TimeSource
+  /** A partition without input this long closes its windows on the wall clock; 0: never. */
+  idleCloseMs: number
   longViewThresholdMs: number
   /** Events dated further ahead of the wall clock are dead letters; 0: no limit. */
   maxFutureMs: number
@@ -52,6 +55,8 @@ interface OwnedPartition {
   nextOffset: string | undefined
   /** The first offset the state has not counted: records before it (a stale seek) are skipped. */
   position: number
+  /** Wall-clock time of the partition's last batch, assignment or restore: it is idle from then on. */
+  quietSince: number
 }
 
 export interface RestoreReport { partitions: number[], records: number, windows: number, ms: number }
@@ -243,6 +248,7 @@ export class WindowProcessor {
         if (Number(message.offset) >= owned.position) this.#process(owned, batch.partition, message)
       }
       owned.windows.closeExpired()
+      owned.quietSince = Date.now()
       owned.position = Math.max(owned.position, Number(batch.lastOffset()) + 1)
       owned.nextOffset = String(owned.position)
     })
@@ -251,12 +257,15 @@ export class WindowProcessor {
   #process (owned: OwnedPartition, partition: number, message: KafkaMessage): void {
     const { topics } = this.#options
     let event
+    let time
     try {
       event = decodePageEvent(message.value)
+      time = this.#eventTime(event, message)
       const { maxFutureMs } = this.#options
-      if (maxFutureMs > 0 && eventTime(event) > Date.now() + maxFutureMs) {
+      if (maxFutureMs > 0 && time > Date.now() + maxFutureMs) {
         // stream time would jump ahead and close every window of the partition at once
-        throw new InvalidPageEventError('date', `must not be more than ${maxFutureMs} ms ahead of the clock (got ${event.date})`)
+        const field = this.#options.timeSource
+        throw new InvalidPageEventError(field, `must not be more than ${maxFutureMs} ms ahead of the clock (got ${new Date(time).toISOString()})`)
       }
     } catch (err) {
       owned.side.push({ topic: topics.deadLetter, message: deadLetterMessage({ topic: topics.input, partition, message }, err as Error) })
@@ -264,7 +273,7 @@ export class WindowProcessor {
       return
     }
     // stream time never passes the wall clock, whatever the date of an event within maxFutureMs
-    const { missed } = owned.windows.add(event, Date.now())
+    const { missed } = owned.windows.add(event, Date.now(), time)
     this.#events.inc()
     if (missed > 0) {
       owned.side.push({
@@ -283,6 +292,26 @@ export class WindowProcessor {
     }
   }
 
+  #eventTime (event: PageEvent, message: KafkaMessage): number {
+    if (this.#options.timeSource === 'date') return eventTime(event)
+    const timestamp = Number(message.timestamp)
+    if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw new InvalidPageEventError('timestamp', `the record has no timestamp (got ${message.timestamp})`)
+    return timestamp
+  }
+
+  /**
+   * Stream time moves only with input: a partition that has had none for idleCloseMs closes its
+   * windows on the wall clock once their end plus grace has passed, so their finals need no new traffic.
+   */
+  #closeIdle (): void {
+    const { idleCloseMs } = this.#options
+    if (idleCloseMs <= 0) return
+    const now = Date.now()
+    for (const owned of this.#owned.values()) {
+      if (now - owned.quietSince >= idleCloseMs) owned.windows.closeOnClock(now)
+    }
+  }
+
   /** One transaction: R4 updates and finals, changelog, side outputs, input offsets. */
   async #commit (): Promise<void> {
     const transactional = this.#producer
@@ -290,6 +319,7 @@ export class WindowProcessor {
     const consumer = this.#consumer
     if (transactional === undefined || producer === undefined || consumer === undefined || this.#steppingDown !== undefined) return
     if (this.#unrestored.size > 0) await this.#retryRestore()
+    this.#closeIdle()
     const work = [...this.#owned].filter(([, owned]) => owned.windows.hasPending() || owned.side.length > 0 || owned.nextOffset !== undefined)
     if (work.length === 0) return
     const { topics } = this.#options
@@ -411,6 +441,9 @@ export class WindowProcessor {
       } finally {
         this.#restoring = false
         this.#joined = true
+        // no batch came in while this restore held the queue: that was no quiet time of the partitions
+        const now = Date.now()
+        for (const owned of this.#owned.values()) owned.quietSince = now
       }
     })
   }
@@ -458,7 +491,8 @@ export class WindowProcessor {
       if (record.key !== null) restored.get(record.partition)?.restore(record.key, record.value?.toString('utf8') ?? null)
     })
     for (const [partition, windows] of restored) {
-      this.#owned.set(partition, { windows, side: [], nextOffset: undefined, position: Number(committed.get(partition) ?? 0) })
+      const position = Number(committed.get(partition) ?? 0)
+      this.#owned.set(partition, { windows, side: [], nextOffset: undefined, position, quietSince: Date.now() })
     }
     const ms = performance.now() - started
     this.#restoreSeconds.observe(ms / 1000)

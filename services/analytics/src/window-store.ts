@@ -29,10 +29,10 @@ export class PartitionWindows {
    * Kafka Streams, so an event is only late against what came before it plus the grace period.
    * It moves to the event's time but never past `clock` (the processor's wall clock): an event
    * dated ahead (a client clock that runs fast) is counted in its own windows, but cannot close
-   * the windows that on-time events are still arriving for.
+   * the windows that on-time events are still arriving for. `time` is the event time: the event's
+   * date by default, or what the processor takes instead (the record timestamp).
    */
-  add (event: PageEvent, clock = Number.POSITIVE_INFINITY): AddResult {
-    const time = eventTime(event)
+  add (event: PageEvent, clock = Number.POSITIVE_INFINITY, time = eventTime(event)): AddResult {
     const advanced = Math.min(time, clock)
     if (advanced > this.streamTime) {
       this.streamTime = advanced
@@ -77,6 +77,23 @@ export class PartitionWindows {
       closed += 1
     }
     return closed
+  }
+
+  /**
+   * For a partition without input: moves stream time just far enough to close every window whose
+   * end plus grace lies before `clock` (never past the clock), then closes them like closeExpired.
+   */
+  closeOnClock (clock: number): number {
+    let target = this.streamTime
+    for (const window of this.windows.values()) {
+      const closesAt = window.end + this.spec.graceMs
+      if (closesAt <= clock && closesAt > target) target = closesAt
+    }
+    if (target > this.streamTime) {
+      this.streamTime = target
+      this.#streamTimeChanged = true
+    }
+    return this.closeExpired()
   }
 
   /** Applies one changelog record (null value: the window was pruned). */

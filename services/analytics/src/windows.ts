@@ -16,6 +16,13 @@ export interface WindowSpec {
   sliceMs: number
 }
 
+/** Where event time comes from: the PageEvent's `date`, or the Kafka record timestamp (what Kafka Streams windows by). */
+export const TimeSourceSchema = Type.Union([Type.Literal('date'), Type.Literal('timestamp')], {
+  default: 'date',
+  description: 'event time of a record: date (the PageEvent field) or timestamp (the Kafka record timestamp, as the lab\'s Kafka Streams job)',
+})
+export type TimeSource = Static<typeof TimeSourceSchema>
+
 /** Slices per window at most: the sub-totals are two fixed arrays of this length per window. */
 export const MAX_SLICES_PER_WINDOW = 1000
 

@@ -71,6 +71,8 @@ async function startProcessor (t: { teardown(fn: () => unknown): void }, topics:
     instanceId: 'outcome',
     staticMembership: false,
     spec: windowSpec(SETTINGS),
+    timeSource: 'date',
+    idleCloseMs: 0,
     longViewThresholdMs: 100,
     maxFutureMs: 0,
     commitIntervalMs,

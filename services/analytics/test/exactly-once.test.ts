@@ -50,6 +50,8 @@ const env = (topics: Parameters<typeof topicEnv>[0]) => ({
   ...topicEnv(topics),
   WINDOW_SIZE_MS: String(SIZE),
   WINDOW_GRACE_MS: '0',
+  // the truth is counted from R2 by event time alone: no window may close on the clock while the writer pauses
+  WINDOW_IDLE_CLOSE_MS: '0',
   COMMIT_INTERVAL_MS: '100',
   ANALYTICS_INSTANCE_ID: 'crash-test',
 })

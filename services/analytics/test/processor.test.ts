@@ -10,7 +10,8 @@ const at = (offsetMs: number) => T0 + offsetMs
 
 t.test('tumbling windows: exact finals with out-of-order, late and malformed input', async (t) => {
   const topics = await analyticsTopics(t, 'tumbling')
-  const fastify = await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '5000', WINDOW_GRACE_MS: '2000', LONG_VIEW_THRESHOLD_MS: '100' })
+  // only event time closes windows here: none closes on the wall clock once the partition is idle
+  const fastify = await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '5000', WINDOW_GRACE_MS: '2000', LONG_VIEW_THRESHOLD_MS: '100', WINDOW_IDLE_CLOSE_MS: '0' })
   const events: PageEventSpec[] = [
     { page: 'home', user: 'U1', at: at(1_000), duration: 50 },
     { page: 'home', user: 'U2', at: at(2_000), duration: 150 },

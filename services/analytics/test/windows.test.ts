@@ -107,6 +107,35 @@ t.test('stream time never passes the clock: an event dated ahead closes no windo
   t.ok(windows.windows.has(`p|${now + 55_000}`))
 })
 
+t.test('closing on the clock: stream time moves just far enough to close the windows whose end plus grace has passed', async (t) => {
+  const windows = new PartitionWindows(tumbling, 100)
+  windows.add(event(1_000, 'a'))
+  windows.add(event(3_000, 'b'))
+  windows.committed()
+  t.equal(windows.closeOnClock(5_999), 0, 'end 5 s + grace 1 s: not a millisecond early')
+  t.equal(windows.streamTime, 3_000, 'and stream time stays where the input left it')
+  t.equal(windows.closeOnClock(6_000), 1, '[0, 5 s) closes once the clock reaches 6 s')
+  t.equal(windows.streamTime, 6_000)
+  windows.committed()
+  windows.add(event(7_000, 'c'))
+  t.equal(windows.closeOnClock(60_000), 1, 'a clock far ahead closes [5 s, 10 s)')
+  t.equal(windows.streamTime, 11_000, 'stream time moved to that window\'s end plus grace, not to the clock')
+  t.same(windows.pending().closed.map((w) => [w.start, w.count]), [[5_000, 1]])
+  t.equal(windows.pending().streamTime, 11_000, 'the new stream time goes to the changelog')
+  t.same(windows.add(event(11_500, 'd')), { missed: 0, counted: 1 }, 'an event after the closed window still counts')
+  t.same(windows.add(event(9_000, 'e')), { missed: 1, counted: 0 }, 'an event of the closed window is late')
+  const ahead = new PartitionWindows(tumbling, 100)
+  ahead.add(event(20_000), 20_000)
+  t.equal(ahead.closeOnClock(24_000), 0, 'a window whose end plus grace lies ahead of the clock stays open')
+})
+
+t.test('the event time may be given: the processor passes the record timestamp instead of the date', async (t) => {
+  const windows = new PartitionWindows(tumbling, 100)
+  windows.add(event(1_000), Number.POSITIVE_INFINITY, 7_000)
+  t.same([...windows.windows.keys()], ['p|5000'], 'the window of the given time, not of the date')
+  t.equal(windows.streamTime, 7_000)
+})
+
 t.test('hopping: an event partly late is counted where its windows are still open', async (t) => {
   const windows = new PartitionWindows(hopping, 100)
   windows.add(event(12_000))
