@@ -16,6 +16,7 @@ const config = {
   ANALYTICS_OUTPUT_TOPIC: TopicName('R4', 'topic of window records, keyed by page'),
   ANALYTICS_CHANGELOG_TOPIC: TopicName('', 'compacted changelog of window state (empty: <group id>-windows-changelog)', { optional: true }),
   ANALYTICS_LATE_TOPIC: TopicName('', 'topic for events later than the grace period (empty: <input>.late)', { optional: true }),
+  ANALYTICS_COMPAT_TOPIC: TopicName('', 'also write every window update as the lab did, to this topic: key = page (String), value = count (8-byte big-endian Long, for LongDeserializer readers); empty: not written', { optional: true }),
   ANALYTICS_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-analytics', description: 'consumer group of the processor replicas' }),
   ANALYTICS_INSTANCE_ID: Type.String({ minLength: 1, default: hostname(), description: 'stable id of this replica; transactional.id is <group id>-<instance id>' }),
   ANALYTICS_STATIC_MEMBERSHIP: Type.Boolean({ default: true, description: 'join the group as a static member (group.instance.id = transactional.id): a restart with the same instance id takes its partitions back without a rebalance; turn off when instance ids change per restart' }),
@@ -55,10 +56,12 @@ export const role: Role<typeof config> = {
       changelog: config.ANALYTICS_CHANGELOG_TOPIC || `${config.ANALYTICS_GROUP_ID}-windows-changelog`,
       late: config.ANALYTICS_LATE_TOPIC || `${config.ANALYTICS_INPUT_TOPIC}.late`,
       deadLetter: deadLetterTopic(config.ANALYTICS_INPUT_TOPIC),
+      compat: config.ANALYTICS_COMPAT_TOPIC || undefined,
     }
     // security headers first, so that every route of the role gets them
     await fastify.register(fp(dashboardPlugin), { root: config.WEB_ROOT || webRoot() })
     await fastify.kafka.ensureTopics([{ topic: topics.input }, { topic: topics.output }, { topic: topics.late }, { topic: topics.deadLetter }])
+    if (topics.compat !== undefined) await fastify.kafka.ensureTopics([{ topic: topics.compat }])
 
     if (config.ANALYTICS_PROCESSOR) {
       await ensureChangelog(fastify.kafka.admin, topics.input, topics.changelog, config.KAFKA_TOPIC_REPLICATION)

@@ -6,6 +6,7 @@ import {
   InvalidPageEventError, TransactionalProducer, consumerProperties, deadLetterMessage, decodePageEvent, eventTime, failureBackoff,
 } from '@pagestream/core'
 import type { KafkaJS } from '@confluentinc/kafka-javascript'
+import { labCountMessage } from './lab-compat.js'
 import { PartitionReader } from './partition-reader.js'
 import { SerialQueue } from './serial-queue.js'
 import { PartitionWindows, STREAM_TIME_KEY } from './window-store.js'
@@ -17,6 +18,8 @@ export interface ProcessorTopics {
   changelog: string
   late: string
   deadLetter: string
+  /** Also every R4 update as the lab wrote it (page -> Long count); undefined: not written. */
+  compat?: string
 }
 
 export interface ProcessorOptions {
@@ -324,6 +327,7 @@ export class WindowProcessor {
     if (work.length === 0) return
     const { topics } = this.#options
     const output: OutgoingMessage[] = []
+    const compat: OutgoingMessage[] = []
     const changelog: OutgoingMessage[] = []
     const side = new Map<string, OutgoingMessage[]>()
     const offsets: Array<{ partition: number, offset: string }> = []
@@ -331,10 +335,12 @@ export class WindowProcessor {
       const { updated, closed, streamTime } = owned.windows.pending()
       for (const window of updated) {
         output.push({ key: window.page, value: JSON.stringify(windowRecord(window, false)) })
+        if (topics.compat !== undefined) compat.push(labCountMessage(window, false))
         changelog.push({ key: windowKey(window.page, window.start), value: encodeWindowState(window), partition })
       }
       for (const window of closed) {
         output.push({ key: window.page, value: JSON.stringify(windowRecord(window, true)) })
+        if (topics.compat !== undefined) compat.push(labCountMessage(window, true))
         // the window is final: prune it from the changelog so compaction drops it
         changelog.push({ key: windowKey(window.page, window.start), value: null, partition })
       }
@@ -344,6 +350,7 @@ export class WindowProcessor {
     }
     const topicMessages = [
       { topic: topics.output, messages: output },
+      ...(topics.compat !== undefined ? [{ topic: topics.compat, messages: compat }] : []),
       { topic: topics.changelog, messages: changelog },
       ...[...side].map(([topic, messages]) => ({ topic, messages })),
     ].filter((entry) => entry.messages.length > 0)
