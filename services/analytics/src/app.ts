@@ -1,3 +1,4 @@
+import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Type, type StaticDecode, type TObject } from '@sinclair/typebox'
 import fp from 'fastify-plugin'
@@ -18,8 +19,8 @@ const config = {
   ANALYTICS_LATE_TOPIC: TopicName('', 'topic for events later than the grace period (empty: <input>.late)', { optional: true }),
   ANALYTICS_COMPAT_TOPIC: TopicName('', 'also write every window update as the lab did, to this topic: key = page (String), value = count (8-byte big-endian Long, for LongDeserializer readers); empty: not written', { optional: true }),
   ANALYTICS_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-analytics', description: 'consumer group of the processor replicas' }),
-  ANALYTICS_INSTANCE_ID: Type.String({ minLength: 1, default: hostname(), description: 'stable id of this replica; transactional.id is <group id>-<instance id>' }),
-  ANALYTICS_STATIC_MEMBERSHIP: Type.Boolean({ default: true, description: 'join the group as a static member (group.instance.id = transactional.id): a restart with the same instance id takes its partitions back without a rebalance; turn off when instance ids change per restart' }),
+  ANALYTICS_INSTANCE_ID: Type.String({ default: '', pattern: '^[A-Za-z0-9._-]*$', description: 'id of this replica, unique per replica and stable across its restarts (a StatefulSet pod name); transactional.id is <group id>-<instance id>; empty: <hostname>-<pid>-<random>, new per process' }),
+  ANALYTICS_STATIC_MEMBERSHIP: Type.Boolean({ default: true, description: 'with ANALYTICS_INSTANCE_ID set, join the group as a static member (group.instance.id = transactional.id): a restart with the same instance id takes its partitions back without a rebalance; never without an instance id' }),
   ANALYTICS_PROCESSOR: Type.Boolean({ default: true, description: 'run the R2 -> R4 processor (false: serve the view of R4 only)' }),
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
@@ -72,8 +73,9 @@ export const role: Role<typeof config> = {
         metrics: fastify.metrics,
         topics,
         groupId: config.ANALYTICS_GROUP_ID,
-        instanceId: config.ANALYTICS_INSTANCE_ID,
-        staticMembership: config.ANALYTICS_STATIC_MEMBERSHIP,
+        instanceId: config.ANALYTICS_INSTANCE_ID || `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
+        // a generated id is new per process: a static member of that name would never come back
+        staticMembership: config.ANALYTICS_STATIC_MEMBERSHIP && config.ANALYTICS_INSTANCE_ID !== '',
         spec,
         timeSource: config.WINDOW_TIME_SOURCE,
         idleCloseMs: config.WINDOW_IDLE_CLOSE_MS,

@@ -2,10 +2,12 @@ import { setTimeout as sleep } from 'node:timers/promises'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
-  type Consumer, type KafkaClient, type KafkaMessage, type PageEvent, type StartOffset,
+  type Admin, type Consumer, type KafkaClient, type KafkaMessage, type PageEvent, type StartOffset,
   InvalidPageEventError, TransactionalProducer, consumerProperties, deadLetterMessage, decodePageEvent, eventTime, failureBackoff,
+  kafkaLogger,
 } from '@pagestream/core'
 import type { KafkaJS } from '@confluentinc/kafka-javascript'
+import { fatalWatchingLogger } from './consumer-fatal.js'
 import { labCountMessage } from './lab-compat.js'
 import { PartitionReader } from './partition-reader.js'
 import { SerialQueue } from './serial-queue.js'
@@ -72,6 +74,10 @@ const FAILURES_BEFORE_UNREADY = 3
 const REBALANCE_SETTLE_MS = 2_000
 /** librdkafka can wait forever for a rebalance that arrives while the consumer closes; do not wait with it. */
 const CONSUMER_CLOSE_TIMEOUT_MS = 5_000
+/** How often a stood-down instance asks the group whether another member still uses its instance id. */
+const RECOVERY_CHECK_MS = 2_000
+/** Checks in a row that must find no such member before this instance takes its place again. */
+const RECOVERY_QUIET_CHECKS = 2
 
 export const LATE_HEADERS = { streamTime: 'late-stream-time', missed: 'late-windows-missed' } as const
 
@@ -99,8 +105,17 @@ export class WindowProcessor {
   readonly #stopped = new AbortController()
   #consecutiveFailures = 0
   #lastError: string | undefined
-  /** Set once fenced: this instance handed over to the newer one with its transactional.id. */
+  /**
+   * Set while stood down: fenced by another instance with this transactional.id, or the consumer
+   * failed fatally. Clients closed, no commits, until no other member uses this instance id.
+   */
   #steppingDown: Promise<void> | undefined
+  #standDownReason = ''
+  #fatalErrorCount = 0
+  #recovery: Promise<void> | undefined
+  /** Counts the consumers opened: callbacks of a closed one are ignored. */
+  #generation = 0
+  #admin: Admin | undefined
   #lastRebalanceAt = 0
   lastRestore: RestoreReport | undefined
 
@@ -110,6 +125,9 @@ export class WindowProcessor {
   readonly #transactions: Counter<'result'>
   readonly #restoreSeconds: Histogram
   readonly #openWindows: Gauge
+  readonly #fatalConsumerErrors: Counter
+  readonly #standDowns: Counter<'reason'>
+  readonly #recoveries: Counter
 
   constructor (options: ProcessorOptions) {
     this.#options = options
@@ -126,6 +144,9 @@ export class WindowProcessor {
       registers,
       collect: () => { this.#openWindows.set([...this.#owned.values()].reduce((sum, owned) => sum + owned.windows.windows.size, 0)) },
     })
+    this.#fatalConsumerErrors = new Counter({ name: 'analytics_consumer_fatal_errors_total', help: 'fatal errors of the processor consumer (static member fenced, Local: Fatal error)', registers })
+    this.#standDowns = new Counter({ name: 'analytics_stand_downs_total', help: 'times the processor closed its clients and stopped processing, by reason', labelNames: ['reason'], registers })
+    this.#recoveries = new Counter({ name: 'analytics_recoveries_total', help: 'times a stood-down processor opened new clients and took part in the group again', registers })
   }
 
   get transactionalId (): string {
@@ -135,7 +156,7 @@ export class WindowProcessor {
   /** Ready once the group gave this instance its partitions (possibly none) and their state is restored. */
   readiness (): { ok: boolean, detail?: string } {
     if (this.#steppingDown !== undefined) {
-      return { ok: false, detail: `fenced by another instance with transactional.id ${this.transactionalId}; stepped down (restart this one once ANALYTICS_INSTANCE_ID is unique per replica)` }
+      return { ok: false, detail: `${this.#standDownReason}; stepped down until no other member of group ${this.#options.groupId} uses instance id ${this.#options.instanceId} (ANALYTICS_INSTANCE_ID must be unique per replica; fatal consumer errors so far: ${this.#fatalErrorCount})` }
     }
     if (this.#producer?.ready !== true) return { ok: false, detail: `no transactional producer: ${this.#lastError ?? 'connecting'}` }
     if (this.#consecutiveFailures >= FAILURES_BEFORE_UNREADY) return { ok: false, detail: `${this.#consecutiveFailures} transactions failed in a row: ${this.#lastError ?? 'unknown'}` }
@@ -150,8 +171,25 @@ export class WindowProcessor {
   }
 
   async start (): Promise<void> {
-    const { client, topics, groupId, instanceId } = this.#options
+    const { client, groupId, instanceId } = this.#options
     this.#reader = await PartitionReader.connect(this.#options.connection, `${groupId}-restore-${instanceId}`, 10)
+    this.#admin = client.admin()
+    await this.#admin.connect()
+    await this.#open()
+    this.#scheduleCommit()
+  }
+
+  /** The consumer's client.id names the instance, so that the group tells who else uses this instance id. */
+  get #consumerClientId (): string {
+    return `${this.#options.connection['client.id'] ?? 'pagestream-analytics'}-${this.#options.instanceId}`
+  }
+
+  /** Opens the transactional producer, then the consumer that joins the group. */
+  async #open (): Promise<void> {
+    const { client, topics, groupId } = this.#options
+    const generation = ++this.#generation
+    this.#joined = false
+    this.#consecutiveFailures = 0
     // opening runs initTransactions: it fences an earlier incarnation and aborts its open transaction
     this.#producer = await TransactionalProducer.open({
       client,
@@ -163,7 +201,9 @@ export class WindowProcessor {
       onError: (err) => { this.#lastError = err.message },
     })
     const consumer = client.consumer({
-      ...consumerProperties({ groupId, rebalance: (kind, partitions) => this.#rebalance(kind, partitions) }),
+      ...consumerProperties({ groupId, rebalance: (kind, partitions) => this.#rebalance(kind, partitions, generation) }),
+      'client.id': this.#consumerClientId,
+      kafkaJS: { logger: fatalWatchingLogger(kafkaLogger(this.#log.child({ component: 'kafka' })), (message) => { this.#onFatal(message, generation) }) },
       'js.consumer.max.batch.size': 2_000,
       // incremental rebalances: a joining or leaving replica moves only the partitions that change
       // owner, the others go on without a restore (revoke and assign below handle only the partitions given)
@@ -174,8 +214,65 @@ export class WindowProcessor {
     this.#consumer = consumer
     await consumer.connect()
     await consumer.subscribe({ topics: [topics.input] })
-    await consumer.run({ eachBatch: (payload) => this.#onBatch(payload) })
-    this.#scheduleCommit()
+    await consumer.run({ eachBatch: (payload) => this.#onBatch(payload, generation) })
+  }
+
+  /** librdkafka gave the consumer up (fenced static member, fatal error): it will never fetch again. */
+  #onFatal (message: string, generation: number): void {
+    if (generation !== this.#generation || this.#stopping) return
+    this.#fatalConsumerErrors.inc()
+    this.#fatalErrorCount += 1
+    this.#lastError = message
+    this.#standDown(`the consumer failed fatally (${message})`, 'consumer fatal error')
+  }
+
+  /**
+   * Stops processing and closes the clients; then waits until no other member of the group uses
+   * this instance id (a replica given the same id lives on: taking over again would fence it in
+   * turn, and neither would ever commit) and opens new clients, state restored on assignment.
+   */
+  #standDown (reason: string, kind: 'fenced' | 'consumer fatal error'): void {
+    if (this.#steppingDown !== undefined || this.#stopping) return
+    this.#standDownReason = reason
+    this.#standDowns.inc({ reason: kind })
+    // the consumer cannot be closed while a commit holds the queue its rebalance callback needs
+    const steppingDown = new Promise<void>((resolve) => { setImmediate(resolve) }).then(() => this.#stepDown())
+    this.#steppingDown = steppingDown
+    this.#recovery = steppingDown.then(() => this.#recover())
+      .catch((err: Error) => { this.#log.error({ err }, 'recovering after stepping down failed') })
+  }
+
+  async #recover (): Promise<void> {
+    let quiet = 0
+    while (!this.#stopping) {
+      await sleep(RECOVERY_CHECK_MS, undefined, { signal: this.#stopped.signal }).catch(() => {})
+      if (this.#stopping) return
+      const others = await this.#membersWithOurId().catch((err: Error) => { this.#log.warn({ err }, 'describing the group failed'); return undefined })
+      quiet = others === 0 ? quiet + 1 : 0
+      if (quiet < RECOVERY_QUIET_CHECKS) continue
+      // from here the new consumer's batches count: what it fetches is processed, not skipped
+      this.#steppingDown = undefined
+      try {
+        await this.#open()
+      } catch (err) {
+        this.#log.error({ err }, 'opening new clients failed; trying again')
+        this.#steppingDown = this.#closeClients()
+        await this.#steppingDown
+        quiet = 0
+        continue
+      }
+      if (this.#stopping) return
+      this.#recoveries.inc()
+      this.#log.warn({ transactionalId: this.transactionalId }, 'recovered: no other member uses this instance id, new clients joined the group')
+      this.#scheduleCommit()
+      return
+    }
+  }
+
+  async #membersWithOurId (): Promise<number> {
+    const { groups } = await this.#admin!.describeGroups([this.#options.groupId], { timeout: 5_000 })
+    const members = groups.find((group) => group.groupId === this.#options.groupId)?.members ?? []
+    return members.filter((m) => m.groupInstanceId === this.transactionalId || m.clientId === this.#consumerClientId).length
   }
 
   /** Commits what was processed, then closes; a second call waits for the first. */
@@ -189,9 +286,11 @@ export class WindowProcessor {
     this.#stopped.abort()
     clearTimeout(this.#timer)
     await this.#steppingDown
+    await this.#recovery
     await this.#queue.run(() => this.#commit()).catch((err: Error) => { this.#log.warn({ err }, 'last commit failed') })
     await this.#closeClients()
     await this.#reader?.disconnect()
+    await this.#admin?.disconnect().catch((err: Error) => { this.#log.warn({ err }, 'admin disconnect failed') })
   }
 
   async #closeClients (): Promise<void> {
@@ -210,13 +309,13 @@ export class WindowProcessor {
   }
 
   /**
-   * Another instance initialised our transactional.id: two replicas given one ANALYTICS_INSTANCE_ID,
-   * or a paused zombie meeting its successor. Taking over again would fence the other in turn and
-   * neither would ever commit, so hand over for good: not ready, no more commits, leave the group.
+   * Another instance initialised our transactional.id (two replicas given one ANALYTICS_INSTANCE_ID,
+   * or a paused zombie meeting its successor), or the consumer failed fatally: hand over, not ready,
+   * no more commits, leave the group.
    */
   async #stepDown (): Promise<void> {
-    this.#log.error({ transactionalId: this.transactionalId },
-      'fenced by another instance with the same transactional.id; stepping down (is ANALYTICS_INSTANCE_ID unique per replica?)')
+    this.#log.error({ transactionalId: this.transactionalId, reason: this.#standDownReason },
+      'stepping down (is ANALYTICS_INSTANCE_ID unique per replica?)')
     clearTimeout(this.#timer)
     // the fencing instance is joining the group right now, and closing a consumer in mid-rebalance can hang
     const deadline = Date.now() + 15_000
@@ -240,10 +339,10 @@ export class WindowProcessor {
     }, this.#options.commitIntervalMs)
   }
 
-  async #onBatch (payload: KafkaJS.EachBatchPayload): Promise<void> {
+  async #onBatch (payload: KafkaJS.EachBatchPayload, generation: number): Promise<void> {
     await this.#queue.run(() => {
       // a rewind seeked this partition back: these messages come again from the committed offset
-      if (this.#stopping || this.#steppingDown !== undefined || payload.isStale()) return
+      if (this.#stopping || this.#steppingDown !== undefined || generation !== this.#generation || payload.isStale()) return
       const { batch } = payload
       const owned = this.#owned.get(batch.partition)
       if (owned === undefined) return
@@ -366,8 +465,7 @@ export class WindowProcessor {
       this.#log.warn({ err, partitions: work.map(([p]) => p) }, 'transaction failed: aborting and rewinding to the last commit')
       const outcome = await transactional.abortOrReplace(err as Error)
       if (outcome === 'fenced') {
-        // the consumer cannot be closed while this commit holds the queue its rebalance callback needs
-        this.#steppingDown = new Promise<void>((resolve) => { setImmediate(resolve) }).then(() => this.#stepDown())
+        this.#standDown(`fenced by another instance with transactional.id ${this.transactionalId}`, 'fenced')
         return
       }
       // shutting down: the next owner (or this instance's restart) restores from the last commit anyway
@@ -422,7 +520,9 @@ export class WindowProcessor {
    * Assigned partitions start at the committed offsets their restored state ends at, given to
    * librdkafka with the assignment: a seek from here would come before the assignment is applied.
    */
-  #rebalance (kind: 'assign' | 'revoke', assignment: KafkaJS.TopicPartition[]): Promise<StartOffset[] | undefined> {
+  #rebalance (kind: 'assign' | 'revoke', assignment: KafkaJS.TopicPartition[], generation: number): Promise<StartOffset[] | undefined> {
+    // a consumer closed after a fatal error may still call back: what it says is no longer ours
+    if (generation !== this.#generation) return Promise.resolve(undefined)
     const partitions = assignment.filter((tp) => tp.topic === this.#options.topics.input).map((tp) => tp.partition)
     this.#lastRebalanceAt = Date.now()
     return this.#queue.run(async (): Promise<StartOffset[] | undefined> => {

@@ -1,0 +1,70 @@
+import t from 'tap'
+import { writeRecords } from '../../../test/helpers/kafka.js'
+import { startRole } from '../../../test/helpers/process.js'
+import { waitFor } from '../../../test/helpers/wait.js'
+import { analyticsTopics, eventMessage, finalTable, readWindows, topicEnv, type PageEventSpec } from './fixture.js'
+
+const T0 = Date.parse('2024-01-01T00:00:00.000Z')
+const PAGES = ['a', 'b', 'c', 'd', 'e']
+
+/** `count` events 10 ms apart from the `from`-th on: 100 per 1 s window, so rounds of 300 fill whole windows. */
+function events (from: number, count: number): PageEventSpec[] {
+  return Array.from({ length: count }, (_, i) => ({ page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1 }))
+}
+
+async function readiness (url: string): Promise<{ status: number, detail: string }> {
+  const response = await fetch(`${url}/health/ready`)
+  const body = await response.json() as { checks: { processor?: { detail?: string } } }
+  return { status: response.status, detail: body.checks.processor?.detail ?? '' }
+}
+
+const metric = async (url: string, pattern: RegExp) => pattern.test(await (await fetch(`${url}/metrics`)).text())
+
+t.test('a replica fenced by a static member with its instance id is not ready, and takes over again once that one is gone', async (t) => {
+  const topics = await analyticsTopics(t, 'fenced', 2)
+  // ANALYTICS_INSTANCE_ID set: static membership (group.instance.id = transactional.id), as in compose
+  const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', WINDOW_IDLE_CLOSE_MS: '500', ANALYTICS_INSTANCE_ID: 'same' }
+  const survivor = await startRole(t, 'analytics', env)
+  await writeRecords(topics.input, events(0, 300).map(eventMessage))
+  await waitFor('the first replica to commit', () => metric(survivor.url, /analytics_transactions_total\{[^}]*result="committed"[^}]*\} [1-9]/), 30_000)
+
+  // the same static member and transactional.id: it fences the running replica's consumer and producer
+  const intruder = await startRole(t, 'analytics', env)
+  await waitFor('the fenced replica to report not ready', async () => {
+    const { status, detail } = await readiness(survivor.url)
+    return status === 503 && /stepped down until no other member .* uses instance id same/.test(detail)
+  }, 30_000)
+  t.ok(await metric(survivor.url, /analytics_stand_downs_total\{[^}]*\} 1\n/), 'the stand-down is counted in /metrics')
+  await writeRecords(topics.input, events(300, 300).map(eventMessage))
+  await waitFor('the intruder to own both partitions', async () => (await readiness(intruder.url)).detail === 'owns partitions [0,1]', 45_000)
+  t.equal((await readiness(survivor.url)).status, 503, 'the fenced replica stays out while the other one lives')
+
+  // the intruder dies, as one that fails on a taken port would: its static membership expires after the session timeout
+  await intruder.stop('SIGKILL')
+  await waitFor('the fenced replica to recover', async () => (await readiness(survivor.url)).detail === 'owns partitions [0,1]', 60_000)
+  t.ok(await metric(survivor.url, /analytics_recoveries_total\{[^}]*\} 1\n/), 'the recovery is counted in /metrics')
+  await writeRecords(topics.input, events(600, 300).map(eventMessage))
+
+  const expected = new Map<string, number>()
+  for (const e of events(0, 900)) {
+    const key = `${e.page}@${Math.floor(e.at / 1000) * 1000}`
+    expected.set(key, (expected.get(key) ?? 0) + 1)
+  }
+  const finals = finalTable(await readWindows(topics.output, expected.size, 60_000))
+  t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected), 'every window final once, each event counted once')
+  t.equal(await survivor.stop(), 0, 'and it stops cleanly')
+})
+
+t.test('replicas started without ANALYTICS_INSTANCE_ID on one host get ids of their own and share the partitions', async (t) => {
+  const topics = await analyticsTopics(t, 'default-ids', 2)
+  const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0' }
+  const first = await startRole(t, 'analytics', env)
+  const second = await startRole(t, 'analytics', env)
+  await waitFor('each replica to own one partition', async () => {
+    const details = [(await readiness(first.url)).detail, (await readiness(second.url)).detail].sort()
+    return details[0] === 'owns partitions [0]' && details[1] === 'owns partitions [1]'
+  }, 45_000)
+  const started = (role: typeof first) => role.logs().find((line) => line.msg === 'processor started')?.transactionalId
+  t.not(started(first), started(second), 'two transactional.ids, so neither fences the other')
+  t.notOk(await metric(first.url, /analytics_stand_downs_total\{[^}]*\} [1-9]/), 'and nobody stood down')
+})
