@@ -17,16 +17,28 @@ const config = {
   ANALYTICS_OUTPUT_TOPIC: TopicName('R4', 'topic of window records, keyed by page'),
   ANALYTICS_CHANGELOG_TOPIC: TopicName('', 'compacted changelog of window state (empty: <group id>-windows-changelog)', { optional: true }),
   ANALYTICS_LATE_TOPIC: TopicName('', 'topic for events later than the grace period (empty: <input>.late)', { optional: true }),
-  ANALYTICS_COMPAT_TOPIC: TopicName('', 'also write every window update as the lab did, to this topic: key = page (String), value = count (8-byte big-endian Long, for LongDeserializer readers); empty: not written', { optional: true }),
+  ANALYTICS_COMPAT_TOPIC: TopicName('', 'also write every window update as the lab did, to this topic: ' +
+    'key = page (String), value = count (8-byte big-endian Long, for LongDeserializer readers); empty: not written',
+  { optional: true }),
   ANALYTICS_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-analytics', description: 'consumer group of the processor replicas' }),
-  ANALYTICS_INSTANCE_ID: Type.String({ default: '', pattern: '^[A-Za-z0-9._-]*$', description: 'id of this replica, unique per replica and stable across its restarts (a StatefulSet pod name); transactional.id is <group id>-<instance id>; empty: <hostname>-<pid>-<random>, new per process' }),
-  ANALYTICS_STATIC_MEMBERSHIP: Type.Boolean({ default: true, description: 'with ANALYTICS_INSTANCE_ID set, join the group as a static member (group.instance.id = transactional.id): a restart with the same instance id takes its partitions back without a rebalance; never without an instance id' }),
+  ANALYTICS_INSTANCE_ID: Type.String({
+    default: '',
+    description: 'id of this replica, unique per replica and stable across its restarts (a StatefulSet pod name); ' +
+      'transactional.id is <group id>-<instance id>; empty: <hostname>-<pid>-<random>, new per process',
+  }),
+  ANALYTICS_STATIC_MEMBERSHIP: Type.Boolean({
+    default: true,
+    description: 'with ANALYTICS_INSTANCE_ID set, join the group as a static member ' +
+      '(group.instance.id = transactional.id): a restart with the same instance id takes its partitions back ' +
+      'without a rebalance; never without an instance id',
+  }),
   ANALYTICS_PROCESSOR: Type.Boolean({ default: true, description: 'run the R2 -> R4 processor (false: serve the view of R4 only)' }),
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
   WINDOW_GRACE_MS: Millis(2_000, 'how long after its end a window still accepts out-of-order events'),
   WINDOW_TIME_SOURCE: TimeSourceSchema,
-  WINDOW_IDLE_CLOSE_MS: Millis(5_000, 'an input partition without records this long closes its windows on the wall clock once their end plus the grace has passed (0: only new input closes windows)'),
+  WINDOW_IDLE_CLOSE_MS: Millis(5_000, 'an input partition without records this long closes its windows on the wall ' +
+    'clock once their end plus the grace has passed (0: only new input closes windows)'),
   WINDOW_SLICE_MS: Millis(100, 'windows keep sub-totals per slice of this length, so rolling totals are exact to the slice; must divide the window size and advance, and the rolling spans must be whole slices', 1),
   EVENT_MAX_FUTURE_MS: Millis(60_000, 'events dated further ahead of the clock go to the dead-letter topic (0: no limit); events within it count in their windows, but stream time never passes the wall clock, so they close no window early'),
   LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),

@@ -64,6 +64,9 @@ interface OwnedPartition {
   quietSince: number
 }
 
+/** What the rebalance callback answers: an assignment with start offsets, or nothing to change. */
+type Answer = StartOffset[] | undefined
+
 export interface RestoreReport { partitions: number[], records: number, windows: number, ms: number }
 
 /** Tries of one commit that fails with a retriable error, before the transaction is aborted. */
@@ -144,9 +147,22 @@ export class WindowProcessor {
       registers,
       collect: () => { this.#openWindows.set([...this.#owned.values()].reduce((sum, owned) => sum + owned.windows.windows.size, 0)) },
     })
-    this.#fatalConsumerErrors = new Counter({ name: 'analytics_consumer_fatal_errors_total', help: 'fatal errors of the processor consumer (static member fenced, Local: Fatal error)', registers })
-    this.#standDowns = new Counter({ name: 'analytics_stand_downs_total', help: 'times the processor closed its clients and stopped processing, by reason', labelNames: ['reason'], registers })
-    this.#recoveries = new Counter({ name: 'analytics_recoveries_total', help: 'times a stood-down processor opened new clients and took part in the group again', registers })
+    this.#fatalConsumerErrors = new Counter({
+      name: 'analytics_consumer_fatal_errors_total',
+      help: 'fatal errors of the processor consumer (static member fenced, Local: Fatal error)',
+      registers,
+    })
+    this.#standDowns = new Counter({
+      name: 'analytics_stand_downs_total',
+      help: 'times the processor closed its clients and stopped processing, by reason',
+      labelNames: ['reason'],
+      registers,
+    })
+    this.#recoveries = new Counter({
+      name: 'analytics_recoveries_total',
+      help: 'times a stood-down processor opened new clients and took part in the group again',
+      registers,
+    })
   }
 
   get transactionalId (): string {
@@ -156,7 +172,13 @@ export class WindowProcessor {
   /** Ready once the group gave this instance its partitions (possibly none) and their state is restored. */
   readiness (): { ok: boolean, detail?: string } {
     if (this.#steppingDown !== undefined) {
-      return { ok: false, detail: `${this.#standDownReason}; stepped down until no other member of group ${this.#options.groupId} uses instance id ${this.#options.instanceId} (ANALYTICS_INSTANCE_ID must be unique per replica; fatal consumer errors so far: ${this.#fatalErrorCount})` }
+      const { groupId, instanceId } = this.#options
+      return {
+        ok: false,
+        detail: `${this.#standDownReason}; stepped down until no other member of group ${groupId} uses instance id ` +
+          `${instanceId} (ANALYTICS_INSTANCE_ID must be unique per replica; ` +
+          `fatal consumer errors so far: ${this.#fatalErrorCount})`,
+      }
     }
     if (this.#producer?.ready !== true) return { ok: false, detail: `no transactional producer: ${this.#lastError ?? 'connecting'}` }
     if (this.#consecutiveFailures >= FAILURES_BEFORE_UNREADY) return { ok: false, detail: `${this.#consecutiveFailures} transactions failed in a row: ${this.#lastError ?? 'unknown'}` }
@@ -171,10 +193,8 @@ export class WindowProcessor {
   }
 
   async start (): Promise<void> {
-    const { client, groupId, instanceId } = this.#options
+    const { groupId, instanceId } = this.#options
     this.#reader = await PartitionReader.connect(this.#options.connection, `${groupId}-restore-${instanceId}`, 10)
-    this.#admin = client.admin()
-    await this.#admin.connect()
     await this.#open()
     this.#scheduleCommit()
   }
@@ -200,10 +220,11 @@ export class WindowProcessor {
       commitAttempts: COMMIT_ATTEMPTS,
       onError: (err) => { this.#lastError = err.message },
     })
+    const kafkaLog = kafkaLogger(this.#log.child({ component: 'kafka' }))
     const consumer = client.consumer({
-      ...consumerProperties({ groupId, rebalance: (kind, partitions) => this.#rebalance(kind, partitions, generation) }),
+      ...consumerProperties({ groupId, rebalance: (kind, assigned) => this.#rebalance(kind, assigned, generation) }),
       'client.id': this.#consumerClientId,
-      kafkaJS: { logger: fatalWatchingLogger(kafkaLogger(this.#log.child({ component: 'kafka' })), (message) => { this.#onFatal(message, generation) }) },
+      kafkaJS: { logger: fatalWatchingLogger(kafkaLog, (message) => { this.#onFatal(message, generation) }) },
       'js.consumer.max.batch.size': 2_000,
       // incremental rebalances: a joining or leaving replica moves only the partitions that change
       // owner, the others go on without a restore (revoke and assign below handle only the partitions given)
@@ -247,7 +268,10 @@ export class WindowProcessor {
     while (!this.#stopping) {
       await sleep(RECOVERY_CHECK_MS, undefined, { signal: this.#stopped.signal }).catch(() => {})
       if (this.#stopping) return
-      const others = await this.#membersWithOurId().catch((err: Error) => { this.#log.warn({ err }, 'describing the group failed'); return undefined })
+      const others = await this.#membersWithOurId().catch((err: Error) => {
+        this.#log.warn({ err }, 'describing the group failed')
+        return undefined
+      })
       quiet = others === 0 ? quiet + 1 : 0
       if (quiet < RECOVERY_QUIET_CHECKS) continue
       // from here the new consumer's batches count: what it fetches is processed, not skipped
@@ -263,16 +287,25 @@ export class WindowProcessor {
       }
       if (this.#stopping) return
       this.#recoveries.inc()
-      this.#log.warn({ transactionalId: this.transactionalId }, 'recovered: no other member uses this instance id, new clients joined the group')
+      this.#log.warn({ transactionalId: this.transactionalId },
+        'recovered: no other member uses this instance id, new clients joined the group')
       this.#scheduleCommit()
       return
     }
   }
 
   async #membersWithOurId (): Promise<number> {
-    const { groups } = await this.#admin!.describeGroups([this.#options.groupId], { timeout: 5_000 })
+    // opened on the first stand-down only: a healthy processor never needs it
+    if (this.#admin === undefined) {
+      const admin = this.#options.client.admin()
+      await admin.connect()
+      this.#admin = admin
+    }
+    const { groups } = await this.#admin.describeGroups([this.#options.groupId], { timeout: 5_000 })
     const members = groups.find((group) => group.groupId === this.#options.groupId)?.members ?? []
-    return members.filter((m) => m.groupInstanceId === this.transactionalId || m.clientId === this.#consumerClientId).length
+    const ours = (m: { groupInstanceId?: string, clientId: string }) =>
+      m.groupInstanceId === this.transactionalId || m.clientId === this.#consumerClientId
+    return members.filter(ours).length
   }
 
   /** Commits what was processed, then closes; a second call waits for the first. */
@@ -342,7 +375,9 @@ export class WindowProcessor {
   async #onBatch (payload: KafkaJS.EachBatchPayload, generation: number): Promise<void> {
     await this.#queue.run(() => {
       // a rewind seeked this partition back: these messages come again from the committed offset
-      if (this.#stopping || this.#steppingDown !== undefined || generation !== this.#generation || payload.isStale()) return
+      if (this.#stopping || this.#steppingDown !== undefined || payload.isStale()) return
+      // a batch of a consumer closed after a fatal error: the new consumer fetches it again
+      if (generation !== this.#generation) return
       const { batch } = payload
       const owned = this.#owned.get(batch.partition)
       if (owned === undefined) return
@@ -367,7 +402,8 @@ export class WindowProcessor {
       if (maxFutureMs > 0 && time > Date.now() + maxFutureMs) {
         // stream time would jump ahead and close every window of the partition at once
         const field = this.#options.timeSource
-        throw new InvalidPageEventError(field, `must not be more than ${maxFutureMs} ms ahead of the clock (got ${new Date(time).toISOString()})`)
+        const limit = `must not be more than ${maxFutureMs} ms ahead of the clock`
+        throw new InvalidPageEventError(field, `${limit} (got ${new Date(time).toISOString()})`)
       }
     } catch (err) {
       owned.side.push({ topic: topics.deadLetter, message: deadLetterMessage({ topic: topics.input, partition, message }, err as Error) })
@@ -397,7 +433,9 @@ export class WindowProcessor {
   #eventTime (event: PageEvent, message: KafkaMessage): number {
     if (this.#options.timeSource === 'date') return eventTime(event)
     const timestamp = Number(message.timestamp)
-    if (!Number.isSafeInteger(timestamp) || timestamp < 0) throw new InvalidPageEventError('timestamp', `the record has no timestamp (got ${message.timestamp})`)
+    if (!Number.isSafeInteger(timestamp) || timestamp < 0) {
+      throw new InvalidPageEventError('timestamp', `the record has no timestamp (got ${message.timestamp})`)
+    }
     return timestamp
   }
 
@@ -513,19 +551,21 @@ export class WindowProcessor {
   /** Positions assigned partitions at the committed offsets their restored state ends at. */
   #seekTo (committed: Map<number, string | null>): void {
     const topic = this.#options.topics.input
-    for (const [partition, offset] of committed) this.#consumer?.seek({ topic, partition, offset: String(startOffset(offset)) })
+    for (const [partition, offset] of committed) {
+      this.#consumer?.seek({ topic, partition, offset: String(startOffset(offset)) })
+    }
   }
 
   /**
    * Assigned partitions start at the committed offsets their restored state ends at, given to
    * librdkafka with the assignment: a seek from here would come before the assignment is applied.
    */
-  #rebalance (kind: 'assign' | 'revoke', assignment: KafkaJS.TopicPartition[], generation: number): Promise<StartOffset[] | undefined> {
+  #rebalance (kind: 'assign' | 'revoke', assignment: KafkaJS.TopicPartition[], generation: number): Promise<Answer> {
     // a consumer closed after a fatal error may still call back: what it says is no longer ours
     if (generation !== this.#generation) return Promise.resolve(undefined)
     const partitions = assignment.filter((tp) => tp.topic === this.#options.topics.input).map((tp) => tp.partition)
     this.#lastRebalanceAt = Date.now()
-    return this.#queue.run(async (): Promise<StartOffset[] | undefined> => {
+    return this.#queue.run(async (): Promise<Answer> => {
       // eager or cooperative, `partitions` are exactly those that change hands: the others are kept as they are
       if (kind === 'revoke') {
         // uncommitted work is dropped: the next owner starts from the last commit, state and offsets alike
@@ -539,7 +579,8 @@ export class WindowProcessor {
       this.#restoring = true
       try {
         const committed = await this.#take(partitions)
-        return assignment.map((tp) => ({ topic: tp.topic, partition: tp.partition, offset: startOffset(committed.get(tp.partition) ?? null) }))
+        const start = (partition: number) => startOffset(committed.get(partition) ?? null)
+        return assignment.map((tp) => ({ topic: tp.topic, partition: tp.partition, offset: start(tp.partition) }))
       } catch (err) {
         // their batches are skipped until a later commit cycle restores them
         for (const partition of partitions) this.#unrestored.add(partition)

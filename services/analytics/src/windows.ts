@@ -16,10 +16,11 @@ export interface WindowSpec {
   sliceMs: number
 }
 
-/** Where event time comes from: the PageEvent's `date`, or the Kafka record timestamp (what Kafka Streams windows by). */
+/** Where event time comes from: the PageEvent's `date`, or the record timestamp (what Kafka Streams windows by). */
 export const TimeSourceSchema = Type.Union([Type.Literal('date'), Type.Literal('timestamp')], {
   default: 'date',
-  description: 'event time of a record: date (the PageEvent field) or timestamp (the Kafka record timestamp, as the lab\'s Kafka Streams job)',
+  description: 'event time of a record: date (the PageEvent field) or timestamp ' +
+    '(the Kafka record timestamp, as the lab\'s Kafka Streams job)',
 })
 export type TimeSource = Static<typeof TimeSourceSchema>
 

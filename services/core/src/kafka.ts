@@ -79,12 +79,15 @@ export function producerProperties (options: { transactionalId?: string, transac
 /** A partition to assign with the offset to start from (librdkafka's logical offsets allowed: -2 beginning). */
 export interface StartOffset { topic: string, partition: number, offset: number }
 
+export type RebalanceListener = (event: 'assign' | 'revoke', partitions: KafkaTypes.TopicPartition[]) =>
+  void | StartOffset[] | Promise<void | StartOffset[]>
+
 /**
  * A consumer that commits only what the caller says it has processed. `rebalance` may answer an
  * assignment with start offsets: librdkafka then starts there, no seek needed (a seek of a partition
  * whose assignment is still settling fails with "Local: Erroneous state").
  */
-export function consumerProperties (options: { groupId: string, fromBeginning?: boolean, readCommitted?: boolean, rebalance?: (event: 'assign' | 'revoke', partitions: KafkaTypes.TopicPartition[]) => void | StartOffset[] | Promise<void | StartOffset[]> }): ConsumerConfig {
+export function consumerProperties (options: { groupId: string, fromBeginning?: boolean, readCommitted?: boolean, rebalance?: RebalanceListener }): ConsumerConfig {
   const properties: ConsumerConfig = {
     'group.id': options.groupId,
     'enable.auto.commit': false,
@@ -98,7 +101,8 @@ export function consumerProperties (options: { groupId: string, fromBeginning?: 
   if (options.rebalance !== undefined) {
     const rebalance = options.rebalance
     properties.rebalance_cb = async (err: { code: number }, assignment: KafkaTypes.TopicPartition[]) => {
-      return await rebalance(err.code === ckjs.KafkaJS.ErrorCodes.ERR__ASSIGN_PARTITIONS ? 'assign' : 'revoke', assignment)
+      const event = err.code === ckjs.KafkaJS.ErrorCodes.ERR__ASSIGN_PARTITIONS ? 'assign' : 'revoke'
+      return await rebalance(event, assignment)
     }
   }
   return properties
