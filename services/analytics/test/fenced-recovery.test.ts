@@ -22,8 +22,9 @@ const metric = async (url: string, pattern: RegExp) => pattern.test(await (await
 
 t.test('a replica fenced by a static member with its instance id is not ready, and takes over again once that one is gone', async (t) => {
   const topics = await analyticsTopics(t, 'fenced', 2)
-  // ANALYTICS_INSTANCE_ID set: static membership (group.instance.id = transactional.id), as in compose
-  const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', WINDOW_IDLE_CLOSE_MS: '500', ANALYTICS_INSTANCE_ID: 'same' }
+  // ANALYTICS_INSTANCE_ID set: static membership (group.instance.id = transactional.id), as in compose;
+  // no closing on the clock, so the fenced replica has nothing to commit: only its consumer learns of the fence
+  const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', WINDOW_IDLE_CLOSE_MS: '0', ANALYTICS_INSTANCE_ID: 'same' }
   const survivor = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, events(0, 300).map(eventMessage))
   await waitFor('the first replica to commit', () => metric(survivor.url, /analytics_transactions_total\{[^}]*result="committed"[^}]*\} [1-9]/), 30_000)
@@ -34,7 +35,8 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
     const { status, detail } = await readiness(survivor.url)
     return status === 503 && /stepped down until no other member .* uses instance id same/.test(detail)
   }, 30_000)
-  t.ok(await metric(survivor.url, /analytics_stand_downs_total\{[^}]*\} 1\n/), 'the stand-down is counted in /metrics')
+  t.ok(await metric(survivor.url, /analytics_consumer_fatal_errors_total\{[^}]*\} 1\n/), 'the fatal consumer error is counted')
+  t.ok(await metric(survivor.url, /analytics_stand_downs_total\{[^}]*reason="consumer fatal error"[^}]*\} 1\n/), 'and so is the stand-down')
   await writeRecords(topics.input, events(300, 300).map(eventMessage))
   await waitFor('the intruder to own both partitions', async () => (await readiness(intruder.url)).detail === 'owns partitions [0,1]', 45_000)
   t.equal((await readiness(survivor.url)).status, 503, 'the fenced replica stays out while the other one lives')
@@ -43,7 +45,8 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
   await intruder.stop('SIGKILL')
   await waitFor('the fenced replica to recover', async () => (await readiness(survivor.url)).detail === 'owns partitions [0,1]', 60_000)
   t.ok(await metric(survivor.url, /analytics_recoveries_total\{[^}]*\} 1\n/), 'the recovery is counted in /metrics')
-  await writeRecords(topics.input, events(600, 300).map(eventMessage))
+  const flush = PAGES.map((page) => ({ page, user: 'flush', at: T0 + 60_000, duration: 0 }))
+  await writeRecords(topics.input, [...events(600, 300), ...flush].map(eventMessage))
 
   const expected = new Map<string, number>()
   for (const e of events(0, 900)) {
