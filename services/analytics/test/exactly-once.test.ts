@@ -67,8 +67,12 @@ t.test('SIGKILL several times while events flow: the finals in R4 equal a count 
   let written = 0
   let writtenAt = 0
   const started = Date.now()
+  let allKilled = () => {}
+  const killed = new Promise<void>((resolve) => { allKilled = resolve })
   const writing = (async () => {
     for (let i = 0; i < events.length; i += 1000) {
+      // the last 5000 wait for the last kill: however slow the restarts, every kill falls inside the stream
+      if (i === events.length - 5000) await killed
       await producer.send({ topic: topics.input, messages: events.slice(i, i + 1000).map(eventMessage) })
       written = i + 1000
       await new Promise((resolve) => setTimeout(resolve, 250))
@@ -86,6 +90,7 @@ t.test('SIGKILL several times while events flow: the finals in R4 equal a count 
     t.comment(`SIGKILL ${kills} after ${written} events written`)
     roles.push(await startRole(t, 'analytics', env(topics)))
   }
+  allKilled()
   await writing
   t.ok(writtenAtLastKill < events.length, 'every kill happened while events were still being written')
   await producer.send({ topic: topics.input, messages: flush(events.at(-1)!.at).map(eventMessage) })
