@@ -1,6 +1,7 @@
 import rateLimit from '@fastify/rate-limit'
 import { Type } from '@sinclair/typebox'
-import { CsvList, HttpError, InvalidPageEventError, type Role, commonConfig, producerProperties } from '@pagestream/core'
+import { CsvList, type Role, commonConfig, producerProperties } from '@pagestream/core'
+import { acceptJsonOnly } from './json-body.js'
 import { Publisher } from './publisher.js'
 import { publishRoutes } from './routes.js'
 import { TopicPolicy } from './topic-policy.js'
@@ -31,10 +32,7 @@ export const role: Role<typeof config> = {
       await producer.disconnect()
     })
 
-    fastify.setErrorHandler((error, request, reply) => {
-      if (error instanceof InvalidPageEventError) throw new HttpError(400, `body.${error.message}`)
-      throw error
-    })
+    acceptJsonOnly(fastify)
     await fastify.register(async (publishing) => {
       await publishing.register(rateLimit, { max: config.RATE_LIMIT_MAX, timeWindow: config.RATE_LIMIT_WINDOW_MS })
       await publishing.register(publishRoutes, {

@@ -1,7 +1,9 @@
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
-import { ErrorResponse, PageEventInputSchema, PageEventSchema, parsePageEvent, randomPageEvent } from '@pagestream/core'
+import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import { type TSchema, Type } from '@sinclair/typebox'
+import { ErrorResponse, PageEventInputSchema, PageEventSchema, type PageEvent, randomPageEvent } from '@pagestream/core'
 import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyRouteSchemaDef } from 'fastify/types/schema.js'
+import { eventBodyCheck } from './event-body.js'
 import type { Publisher } from './publisher.js'
 import type { TopicPolicy } from './topic-policy.js'
 
@@ -19,7 +21,7 @@ const Published = Type.Object({
   partition: Type.Integer(),
   offset: Type.String(),
 })
-const errors = { 400: ErrorResponse, 403: ErrorResponse, 413: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
+const errors = { 400: ErrorResponse, 403: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
 
 /** Where events enter pagestream over HTTP. */
 export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (base, options) => {
@@ -42,8 +44,12 @@ export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (ba
     return event
   })
 
+  const checkBody = eventBodyCheck(options.maxBatch)
   fastify.post('/events/:topic', {
     bodyLimit: options.bodyLimit,
+    // the body schema documents the route; the body is checked once, by the PageEvent contract itself
+    validatorCompiler: (route: FastifyRouteSchemaDef<unknown>) =>
+      route.httpPart === 'body' ? checkBody : TypeBoxValidatorCompiler({ ...route, schema: route.schema as TSchema }),
     schema: {
       params: Type.Object({ topic: TopicParam }),
       body: Type.Union([
@@ -53,8 +59,8 @@ export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (ba
       response: { 200: Type.Object({ topic: Type.String(), results: Type.Array(Published) }), ...errors },
     },
   }, async (request) => {
-    const inputs = Array.isArray(request.body) ? request.body : [request.body]
-    const events = inputs.map((input) => parsePageEvent(input))
+    // eventBodyCheck replaced the body by the parsed events
+    const events = request.body as unknown as PageEvent[]
     const results = await publisher.publish(request.params.topic, events)
     return { topic: request.params.topic, results }
   })

@@ -1,0 +1,118 @@
+import t, { type Test } from 'tap'
+import type { InjectOptions } from 'fastify'
+import { createService, loadConfig } from '@pagestream/core'
+import { role } from '../dist/app.js'
+import { TEST_BROKERS, deleteTopics, readTopic, uniqueName, withAdmin } from '../../../test/helpers/kafka.js'
+
+async function producerService (t: Test, env: Record<string, string>) {
+  const config = loadConfig(role.config, { KAFKA_BROKERS: TEST_BROKERS, LOG_LEVEL: 'silent', ...env })
+  const fastify = await createService(role, config, { logger: false })
+  t.teardown(() => fastify.close())
+  return fastify
+}
+
+const event = { name: 'blog', user: 'U2', date: '2023-09-30T22:40:16.975Z', duration: 7587 }
+const json = (body: string | Buffer, contentType = 'application/json') => ({ payload: body, headers: { 'content-type': contentType } })
+
+t.test('bodies are not coerced: wrong types are a 400 naming the field, and nothing is written', async (t) => {
+  const topic = uniqueName('edge-types')
+  t.teardown(() => deleteTopics([topic]))
+  const fastify = await producerService(t, { PRODUCER_TOPICS: topic })
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['the issue\'s body', { name: true, user: ['u'], date: '2024-01-01T00:00:00Z', duration: null }, /^body\.name must be page name, 1 to 256 characters \(got true\)$/],
+    ['a user array', { ...event, user: ['u'] }, /^body\.user must be user name, 1 to 256 characters \(got \["u"\]\)$/],
+    ['a null duration', { ...event, duration: null }, /^body\.duration must be a non-negative integer of milliseconds \(got null\)$/],
+    ['a duration string', { ...event, duration: '5' }, /^body\.duration must be a non-negative integer of milliseconds \(got "5"\)$/],
+    ['a numeric name', { ...event, name: 123 }, /^body\.name must be page name, 1 to 256 characters \(got 123\)$/],
+    ['a missing duration', { name: 'blog', user: 'U2', date: event.date }, /^body\.duration is required/],
+    ['a date as a numeric string', { ...event, date: '1696113616975' }, /^body\.date must be an ISO 8601 date-time or epoch milliseconds/],
+    ['a bad event in a batch', [event, { ...event, duration: '5' }], /^body\.1\.duration must be a non-negative integer/],
+    ['a batch member that is not an object', [event, 'blog'], /^body\.1 a PageEvent must be a JSON object$/],
+    ['a number for a body', 5, /^body a PageEvent must be a JSON object$/],
+  ]
+  for (const [what, body, message] of cases) {
+    const response = await fastify.inject({ method: 'POST', url: `/events/${topic}`, ...json(JSON.stringify(body)) })
+    t.equal(response.statusCode, 400, `${what}: 400`)
+    t.match(response.json().message, message, `${what}: ${response.json().message}`)
+  }
+  t.equal((await readTopic(topic, { count: 0, settleMs: 1500 })).length, 0, 'nothing was written')
+})
+
+t.test('names of up to 256 characters on GET /publish; a long topic is the 400 of an invalid name', async (t) => {
+  const topic = uniqueName('edge-long')
+  t.teardown(() => deleteTopics([topic]))
+  const fastify = await producerService(t, { PRODUCER_TOPICS: topic })
+  for (const length of [101, 200, 256]) {
+    const name = 'n'.repeat(length)
+    const response = await fastify.inject(`/publish/${topic}/${name}`)
+    t.equal(response.statusCode, 200, `a ${length}-character name is published`)
+    t.equal(response.json().name, name)
+  }
+  const wide = 'é'.repeat(256)
+  const encoded = await fastify.inject(`/publish/${topic}/${encodeURIComponent(wide)}`)
+  t.equal(encoded.statusCode, 200, '256 two-byte characters, percent-encoded (1536 characters in the path)')
+  t.equal(encoded.json().name, wide)
+  const tooLong = await fastify.inject(`/publish/${topic}/${'n'.repeat(257)}`)
+  t.equal(tooLong.statusCode, 400, 'a 257-character name is a 400')
+  t.match(tooLong.json().message, /^params\.name/)
+  for (const bad of ['%FFx', '%ED%A0%80x']) {
+    const response = await fastify.inject(`/publish/${topic}/${bad}`)
+    t.equal(response.statusCode, 400, `a name that is not UTF-8 (${bad}) is a 400: ${response.body}`)
+  }
+  const longTopic = await fastify.inject(`/publish/${'t'.repeat(300)}/blog`)
+  t.equal(longTopic.statusCode, 400, 'a 300-character topic: 400, as for any invalid name')
+  t.match(longTopic.json().message, /^invalid topic name/)
+  const records = await readTopic(topic, { count: 4 })
+  t.same(records.map((r) => r.key).sort(), ['n'.repeat(101), 'n'.repeat(200), 'n'.repeat(256), wide].sort(),
+    'the four accepted names were written, and only they')
+})
+
+t.test('content types and encodings: JSON in UTF-8 only, refused with a reason, key and name always agree', async (t) => {
+  const topic = uniqueName('edge-bytes')
+  t.teardown(() => deleteTopics([topic]))
+  const fastify = await producerService(t, { PRODUCER_TOPICS: topic })
+  const url = `/events/${topic}`
+  const body = JSON.stringify(event)
+  const cases: Array<[string, InjectOptions['payload'], string, number, RegExp]> = [
+    ['text/plain', body, 'text/plain', 415, /content-type text\/plain is not supported; send application\/json/],
+    ['no content type', body, '', 415, /content-type none is not supported/],
+    ['UTF-16', Buffer.from(`\ufeff${body}`, 'utf16le'), 'application/json; charset=utf-16', 415, /^charset utf-16 is not supported; send application\/json in UTF-8$/],
+    ['Latin-1', Buffer.from(body, 'latin1'), 'application/json; charset=ISO-8859-1', 415, /charset iso-8859-1 is not supported/],
+    ['invalid UTF-8', Buffer.concat([Buffer.from('{"name":"bl'), Buffer.from([0xff, 0xfe]), Buffer.from('og","user":"U2","date":1,"duration":1}')]), 'application/json', 400, /^body is not valid UTF-8$/],
+    ['a lone surrogate in the name', '{"name":"\\ud800x","user":"U2","date":1,"duration":1}', 'application/json', 400, /^body\.name must be well-formed Unicode \(got a lone surrogate/],
+    ['__proto__', '{"__proto__":{"polluted":true},"name":"blog","user":"U2","date":1,"duration":1}', 'application/json', 400, /^body holds a "__proto__" property, which is refused \(prototype pollution\)$/],
+    ['constructor', '[{"constructor":{"prototype":{"polluted":true}},"name":"blog","user":"U2","date":1,"duration":1}]', 'application/json', 400, /^body holds a "constructor" property, which is refused/],
+    ['JSON that does not parse', '{"name":', 'application/json', 400, /^body is not valid JSON \(/],
+    ['an empty body', '', 'application/json', 400, /^body is not valid JSON/],
+  ]
+  for (const [what, payload, contentType, status, message] of cases) {
+    const headers = contentType === '' ? {} : { 'content-type': contentType }
+    const response = await fastify.inject({ method: 'POST', url, payload, headers })
+    t.equal(response.statusCode, status, `${what}: ${status}`)
+    t.match(response.json().message, message, `${what}: ${response.json().message}`)
+  }
+  t.equal(({}as Record<string, unknown>).polluted, undefined, 'no prototype was touched')
+  const accepted = [
+    await fastify.inject({ method: 'POST', url, ...json(body, 'application/json; charset=UTF-8') }),
+    await fastify.inject({ method: 'POST', url, ...json(JSON.stringify({ ...event, name: 'smile \ud83d\ude00' }), 'application/json;charset="utf-8"') }),
+  ]
+  t.same(accepted.map((r) => r.statusCode), [200, 200], 'UTF-8, named or not, and surrogate pairs are accepted')
+  const records = await readTopic(topic, { count: 2 })
+  t.equal(records.length, 2, 'only the accepted events were written')
+  for (const record of records) t.equal(record.key, JSON.parse(record.value ?? '{}').name, `key and name agree (${record.key})`)
+})
+
+t.test('a batch the broker refused in part: 503 that says how many were acknowledged and that the rest may have been written', async (t) => {
+  const topic = uniqueName('edge-partial')
+  t.teardown(() => deleteTopics([topic]))
+  // the broker refuses records over 600 bytes on this topic: one long event in a batch fails, the others are acknowledged
+  await withAdmin((admin) => admin.createTopics({ topics: [{ topic, numPartitions: 3, replicationFactor: 1, configEntries: [{ name: 'max.message.bytes', value: '600' }] }] }))
+  const fastify = await producerService(t, { PRODUCER_TOPICS: topic })
+  const batch = [event, { ...event, name: 'b'.repeat(256), user: 'u'.repeat(256) }, { ...event, name: 'news' }]
+  const response = await fastify.inject({ method: 'POST', url: `/events/${topic}`, ...json(JSON.stringify(batch)) })
+  t.equal(response.statusCode, 503)
+  t.equal(response.headers['retry-after'], '5')
+  t.match(response.json().message,
+    /^the broker did not acknowledge 1 of 3 events: 2 were acknowledged, the other 1 may have been written; a retry can duplicate them/)
+  t.equal((await readTopic(topic, { count: 2 })).length, 2, 'the two acknowledged events are on the topic')
+})
