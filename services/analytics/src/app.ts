@@ -1,7 +1,7 @@
 import { hostname } from 'node:os'
 import { Type, type StaticDecode, type TObject } from '@sinclair/typebox'
 import fp from 'fastify-plugin'
-import { type Role, TopicName, commonConfig, connectionProperties, deadLetterTopic } from '@pagestream/core'
+import { type Role, TopicName, commonConfig, connectionProperties, corsConfig, deadLetterTopic } from '@pagestream/core'
 import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
@@ -35,6 +35,8 @@ const config = {
   SSE_MAX_CLIENTS: Type.Integer({ minimum: 1, default: 200, description: 'event-stream clients served at once; more get 503' }),
   SSE_CLIENT_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 262_144, description: 'unread bytes after which a slow SSE client is dropped' }),
   SSE_REPLAY_EVENTS: Type.Integer({ minimum: 1, default: 120, description: 'events per stream kept for Last-Event-ID resume' }),
+  SSE_STALL_TIMEOUT_MS: Millis(30_000, 'an SSE client whose socket has not drained for this long is dropped', 100),
+  ...corsConfig(),
   WEB_ROOT: Type.String({ default: '', description: 'folder of the dashboard files (empty: the @pagestream/web package)' }),
 }
 
@@ -95,7 +97,9 @@ export const role: Role<typeof config> = {
         clientBufferBytes: config.SSE_CLIENT_BUFFER_BYTES,
         heartbeatMs: config.SSE_HEARTBEAT_MS,
         replayEvents: config.SSE_REPLAY_EVENTS,
+        stallTimeoutMs: config.SSE_STALL_TIMEOUT_MS,
       },
+      corsOrigins: config.CORS_ORIGINS,
     })
   },
 }

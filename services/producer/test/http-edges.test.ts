@@ -116,3 +116,43 @@ t.test('a batch the broker refused in part: 503 that says how many were acknowle
     /^the broker did not acknowledge 1 of 3 events: 2 were acknowledged, the other 1 may have been written; a retry can duplicate them/)
   t.equal((await readTopic(topic, { count: 2 })).length, 2, 'the two acknowledged events are on the topic')
 })
+
+t.test('CORS_ORIGINS opens publishing to the pages of the listed origins, and only to them', async (t) => {
+  const topic = uniqueName('edge-cors')
+  t.teardown(() => deleteTopics([topic]))
+  const allowed = 'http://localhost:3000'
+  const fastify = await producerService(t, { PRODUCER_TOPICS: topic, CORS_ORIGINS: allowed })
+  const preflight = (origin: string) => fastify.inject({
+    method: 'OPTIONS', url: `/events/${topic}`, headers: { origin, 'access-control-request-method': 'POST', 'access-control-request-headers': 'content-type' },
+  })
+  const ok = await preflight(allowed)
+  t.equal(ok.statusCode, 204)
+  t.equal(ok.headers['access-control-allow-origin'], allowed)
+  t.match(ok.headers['access-control-allow-methods'], /POST/)
+  t.match(ok.headers['access-control-allow-headers'], /content-type/)
+  t.equal((await preflight('https://elsewhere.example')).headers['access-control-allow-origin'], undefined)
+
+  const posted = await fastify.inject({ method: 'POST', url: `/events/${topic}`, ...json(JSON.stringify(event)), headers: { 'content-type': 'application/json', origin: allowed } })
+  t.equal(posted.statusCode, 200)
+  t.equal(posted.headers['access-control-allow-origin'], allowed)
+  t.match(posted.headers['access-control-expose-headers'], /retry-after/)
+  const lab = await fastify.inject({ url: `/publish/${topic}/blog`, headers: { origin: 'https://elsewhere.example' } })
+  t.equal(lab.statusCode, 200, 'the server still answers: CORS only tells the browser what a page may read')
+  t.equal(lab.headers['access-control-allow-origin'], undefined)
+  const refused = await fastify.inject({ url: `/publish/${topic}/${'n'.repeat(257)}`, headers: { origin: allowed } })
+  t.equal(refused.statusCode, 400)
+  t.equal(refused.headers['access-control-allow-origin'], allowed, 'errors are readable by the allowed page too')
+
+  const closed = await producerService(t, { PRODUCER_TOPICS: topic })
+  const none = await closed.inject({ url: `/publish/${topic}/blog`, headers: { origin: allowed } })
+  t.equal(none.headers['access-control-allow-origin'], undefined, 'by default no CORS header')
+  t.equal((await closed.inject({ method: 'OPTIONS', url: `/events/${topic}`, headers: { origin: allowed, 'access-control-request-method': 'POST' } })).statusCode, 404)
+})
+
+t.test('CORS_ORIGINS must be origins: a path or a bare host stops start-up naming the variable', async (t) => {
+  for (const bad of ['https://dash.example.com/', 'dash.example.com', 'https://a.example,ftp://b']) {
+    t.throws(() => loadConfig(role.config, { CORS_ORIGINS: bad }), /CORS_ORIGINS: must be empty, \* or comma-separated origins/, bad)
+  }
+  t.same(loadConfig(role.config, { CORS_ORIGINS: ' * ' }).CORS_ORIGINS, ['*'])
+  t.same(loadConfig(role.config, {}).CORS_ORIGINS, [])
+})
