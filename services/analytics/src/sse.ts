@@ -51,7 +51,12 @@ export class SseHub {
   constructor (options: SseOptions) {
     this.#options = options
     const registers = [options.metrics]
-    this.#dropped = new Counter({ name: 'analytics_sse_clients_dropped_total', help: 'SSE clients dropped because they did not read (reason: buffer full, or stalled too long)', labelNames: ['channel', 'reason'], registers })
+    this.#dropped = new Counter({
+      name: 'analytics_sse_clients_dropped_total',
+      help: 'SSE clients dropped because they did not read (reason: buffer full, or stalled too long)',
+      labelNames: ['channel', 'reason'],
+      registers,
+    })
     const gauge: Gauge<'channel'> = new Gauge({
       name: 'analytics_sse_clients',
       help: 'connected SSE clients',
@@ -153,7 +158,8 @@ export class SseHub {
 
   #drop (client: Client, reason: DropReason): void {
     const { channel, response } = client
-    this.#options.log.warn({ channel, reason, unread: response.writableLength }, 'dropping an SSE client that does not read')
+    const unread = response.writableLength
+    this.#options.log.warn({ channel, reason, unread }, 'dropping an SSE client that does not read')
     this.#dropped.inc({ channel, reason })
     clearTimeout(client.stall)
     this.#clients.delete(client)

@@ -10,7 +10,8 @@ export function corsConfig () {
     CORS_ORIGINS: Type.Transform(Type.String({
       pattern: `^(\\s*${ORIGIN}\\s*(,\\s*${ORIGIN}\\s*)*)?$`,
       default: '',
-      description: 'origins whose pages may call this API from a browser (CORS), e.g. https://a.example,http://localhost:3000; * any; empty none',
+      description: 'origins whose pages may call this API from a browser (CORS), ' +
+        'e.g. https://a.example,http://localhost:3000; * any; empty none',
       expected: 'empty, * or comma-separated origins like https://dash.example.com (scheme://host[:port], no path)',
     }))
       .Decode((value) => value.split(',').map((origin) => origin.trim()).filter((origin) => origin !== ''))

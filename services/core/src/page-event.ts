@@ -64,7 +64,8 @@ export function parsePageEvent (input: unknown): PageEvent {
   for (const field of ['name', 'user'] as const) {
     // JSON can carry "\ud800", UTF-8 cannot: the key bytes would no longer spell the name
     if (LONE_SURROGATE.test(input[field])) {
-      throw new InvalidPageEventError(field, `must be well-formed Unicode (got a lone surrogate in ${JSON.stringify(input[field])})`)
+      const got = JSON.stringify(input[field])
+      throw new InvalidPageEventError(field, `must be well-formed Unicode (got a lone surrogate in ${got})`)
     }
   }
   const epochMs = typeof input.date === 'number' ? input.date : Date.parse(input.date)

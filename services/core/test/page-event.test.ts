@@ -56,11 +56,12 @@ t.test('encode and decode round-trip through bytes', async (t) => {
   t.same(decodePageEvent(encodePageEvent(valid)), valid)
   t.throws(() => decodePageEvent(Buffer.from('{not json')), /not JSON/)
   t.throws(() => decodePageEvent(null), /no value/)
-  t.same(parsePageEvent({ ...valid, name: 'emoji \u{1F600}' }).name, 'emoji \u{1F600}', 'a surrogate pair is a character, not a problem')
+  t.equal(parsePageEvent({ ...valid, name: 'emoji \u{1F600}' }).name, 'emoji \u{1F600}', 'a surrogate pair is a character')
 })
 
 t.test('a value that is not valid UTF-8 is refused, not decoded with replacement characters', async (t) => {
-  const bytes = Buffer.concat([Buffer.from('{"name":"x'), Buffer.from([0xff]), Buffer.from('","user":"U","date":1,"duration":1}')])
+  const rest = '","user":"U","date":1,"duration":1}'
+  const bytes = Buffer.concat([Buffer.from('{"name":"x'), Buffer.from([0xff]), Buffer.from(rest)])
   t.throws(() => decodePageEvent(bytes), /not valid UTF-8/)
 })
 

@@ -34,7 +34,9 @@ export const role: Role<typeof config> = {
     })
 
     acceptJsonOnly(fastify)
-    await allowCrossOrigin(fastify, { origins: config.CORS_ORIGINS, methods: ['GET', 'POST'], allowedHeaders: ['content-type'] })
+    await allowCrossOrigin(fastify, {
+      origins: config.CORS_ORIGINS, methods: ['GET', 'POST'], allowedHeaders: ['content-type'],
+    })
     await fastify.register(async (publishing) => {
       await publishing.register(rateLimit, { max: config.RATE_LIMIT_MAX, timeWindow: config.RATE_LIMIT_WINDOW_MS })
       await publishing.register(publishRoutes, {

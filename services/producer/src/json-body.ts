@@ -27,7 +27,9 @@ function decodeBody (contentType: string | undefined, body: Buffer): string {
 function parseJson (text: string): unknown {
   try {
     return JSON.parse(text, (key, value: unknown) => {
-      if (REFUSED_PROPERTIES.has(key)) throw new HttpError(400, `body holds a "${key}" property, which is refused (prototype pollution)`)
+      if (REFUSED_PROPERTIES.has(key)) {
+        throw new HttpError(400, `body holds a "${key}" property, which is refused (prototype pollution)`)
+      }
       return value
     })
   } catch (err) {

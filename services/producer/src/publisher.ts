@@ -46,8 +46,9 @@ export class Publisher {
       this.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, topic, failed: failed.length }, 'events not acknowledged')
       // an unacknowledged send may still have reached the log (a broker killed before it answered)
       throw new HttpError(503,
-        `the broker did not acknowledge ${failed.length} of ${outcomes.length} events: ${acknowledged} were acknowledged, ` +
-        `the other ${failed.length} may have been written; a retry can duplicate them (the event-id header tells them apart)`,
+        `the broker did not acknowledge ${failed.length} of ${outcomes.length} events: ` +
+        `${acknowledged} were acknowledged, the other ${failed.length} may have been written; ` +
+        'a retry can duplicate them (the event-id header tells them apart)',
         { 'retry-after': RETRY_AFTER_SECONDS })
     }
     this.#published.inc({ topic }, events.length)

@@ -21,7 +21,7 @@ const Published = Type.Object({
   partition: Type.Integer(),
   offset: Type.String(),
 })
-const errors = { 400: ErrorResponse, 403: ErrorResponse, 413: ErrorResponse, 415: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
+const errors = Object.fromEntries([400, 403, 413, 415, 429, 503].map((status) => [status, ErrorResponse]))
 
 /** Where events enter pagestream over HTTP. */
 export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (base, options) => {
