@@ -1,4 +1,4 @@
-import { InvalidPageEventError, type PageEvent, parsePageEvent } from '@pagestream/core'
+import { HttpError, InvalidPageEventError, type PageEvent, parsePageEvent, randomPageEvent } from '@pagestream/core'
 
 export type EventBodyCheck = (body: unknown) => { value: PageEvent[] } | { error: Error }
 
@@ -24,5 +24,18 @@ export function eventBodyCheck (maxBatch: number): EventBodyCheck {
       }
     }
     return { value: events }
+  }
+}
+
+/**
+ * The lab's event for a page named in the path, held to the same contract: the limits of a name are
+ * those the processors apply (256 UTF-16 code units, where the HTTP schema would count code points).
+ */
+export function labEvent (name: string, users: readonly string[]): PageEvent {
+  try {
+    return parsePageEvent(randomPageEvent({ pages: [name], users }))
+  } catch (err) {
+    if (err instanceof InvalidPageEventError && err.field === 'name') throw new HttpError(400, `params.name ${err.reason}`)
+    throw err
   }
 }

@@ -1,9 +1,9 @@
 import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
 import { type TSchema, Type } from '@sinclair/typebox'
-import { ErrorResponse, PageEventInputSchema, PageEventSchema, type PageEvent, randomPageEvent } from '@pagestream/core'
+import { ErrorResponse, PageEventInputSchema, PageEventSchema, type PageEvent } from '@pagestream/core'
 import type { FastifyPluginAsync } from 'fastify'
 import type { FastifyRouteSchemaDef } from 'fastify/types/schema.js'
-import { eventBodyCheck } from './event-body.js'
+import { eventBodyCheck, labEvent } from './event-body.js'
 import type { Publisher } from './publisher.js'
 import type { TopicPolicy } from './topic-policy.js'
 
@@ -35,11 +35,11 @@ export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (ba
   // The lab's endpoint: a random user and duration for the page named in the path.
   fastify.get('/publish/:topic/:name', {
     schema: {
-      params: Type.Object({ topic: TopicParam, name: Type.String({ minLength: 1, maxLength: 256, description: 'page name' }) }),
+      params: Type.Object({ topic: TopicParam, name: Type.String({ description: 'page name, 1 to 256 characters' }) }),
       response: { 200: PageEventSchema, ...errors },
     },
   }, async (request) => {
-    const event = randomPageEvent({ pages: [request.params.name], users: options.users })
+    const event = labEvent(request.params.name, options.users)
     await publisher.publish(request.params.topic, [event])
     return event
   })

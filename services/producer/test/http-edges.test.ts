@@ -59,7 +59,10 @@ t.test('names of up to 256 characters on GET /publish; a long topic is the 400 o
   t.equal(encoded.json().name, wide)
   const tooLong = await fastify.inject(`/publish/${topic}/${'n'.repeat(257)}`)
   t.equal(tooLong.statusCode, 400, 'a 257-character name is a 400')
-  t.match(tooLong.json().message, /^params\.name/)
+  t.match(tooLong.json().message, /^params\.name must be page name, 1 to 256 characters \(got "n{257}"\)$/)
+  // the processors count UTF-16 code units, as JavaScript and Java do: 129 emoji are 258 of them
+  const emoji = await fastify.inject(`/publish/${topic}/${encodeURIComponent('\u{1F600}'.repeat(129))}`)
+  t.equal(emoji.statusCode, 400, 'a name the processors would dead-letter is refused at the door')
   for (const bad of ['%FFx', '%ED%A0%80x']) {
     const response = await fastify.inject(`/publish/${topic}/${bad}`)
     t.equal(response.statusCode, 400, `a name that is not UTF-8 (${bad}) is a 400: ${response.body}`)
