@@ -42,10 +42,10 @@ const WindowsResponse = Type.Object({
 /** The view of R4 every replica holds, its two event streams, and the query API. */
 export async function liveRoutes (fastify: FastifyInstance, options: LiveOptions): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  // EventSource sends Last-Event-ID when it reconnects
-  await allowCrossOrigin(fastify, { origins: options.corsOrigins, methods: ['GET'], allowedHeaders: ['last-event-id'] })
   const view = new AnalyticsView(options.spec, options.retentionMs)
   const hub = new SseHub({ ...options.sse, log: fastify.log.child({ component: 'sse' }), metrics: options.metrics })
+  // EventSource sends Last-Event-ID when it reconnects
+  await allowCrossOrigin(fastify, { origins: options.corsOrigins, methods: ['GET'], allowedHeaders: ['last-event-id'] })
 
   const push = () => {
     const now = Date.now()
