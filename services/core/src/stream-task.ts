@@ -207,7 +207,8 @@ export class StreamTask {
     if (consumer !== this.#consumer || this.#closing || this.#steppingDown !== undefined || this.#restarting !== undefined) return
     this.counts.consumerFatalErrors += 1
     this.#fatalInARow += 1
-    this.#lastError = message
+    // the client's line can carry a stack trace: its first line says enough
+    this.#lastError = message.split('\n')[0]
     this.observer.consumerFailed()
     this.log.error({ transactionalId: this.settings.transactionalId },
       `fatal consumer error; starting over with new clients (is ${this.settings.instanceVariable} unique per replica?)`)
@@ -337,9 +338,10 @@ export class StreamTask {
     while (!this.#closing && consumer === this.#consumer) {
       try {
         const [committed] = await consumer.committed([{ topic, partition }], COMMITTED_OFFSET_TIMEOUT_MS)
-        const offset = committed?.offset
-        // no committed offset yet: every earlier batch of this partition failed too, so start where this one did
-        return offset === undefined || BigInt(offset) < 0n ? fallback : offset
+        const offset: string | null | undefined = committed?.offset
+        // no committed offset yet (null, or librdkafka's -1001): every earlier batch of this partition
+        // failed too, so start where this one did
+        return offset === undefined || offset === null || BigInt(offset) < 0n ? fallback : offset
       } catch (err) {
         this.#lastError = (err as Error).message
         this.log.warn({ err, topic, partition }, 'could not read the committed offset; retrying')

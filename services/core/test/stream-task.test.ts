@@ -86,7 +86,7 @@ t.test('a transaction that fails is aborted and its batch rewound to the committ
     },
     consumer: real.consumer.bind(real),
   } as unknown as KafkaClient
-  const { log } = capturingLog()
+  const { log, lines } = capturingLog()
   const task = startTask(t, topics, client, log)
   await task.start()
   const input = records('rewind', 40)
@@ -94,6 +94,7 @@ t.test('a transaction that fails is aborted and its batch rewound to the committ
   await waitFor('every record to be committed', () => task.counts.written === input.length, 30_000)
 
   t.equal(task.counts.transactionsAborted, 2, 'two transactions aborted')
+  t.equal(lines.filter((line) => line.msg === 'transaction failed; aborting and rewinding to the committed offset').length, 2, 'and said so')
   t.equal(task.counts.deadLettered, 1, 'the bad record dead-lettered once')
   t.equal(task.problem, undefined, 'ready again once a transaction commits')
   const output = await outputValues(topics.output, input.length)
