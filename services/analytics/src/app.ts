@@ -6,6 +6,7 @@ import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
 import { WindowProcessor } from './processor.js'
+import { repartitionTopic, startRepartition } from './repartition.js'
 import { windowSpec } from './windows.js'
 
 const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
@@ -19,6 +20,7 @@ const config = {
   ANALYTICS_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-analytics', description: 'consumer group of the processor replicas' }),
   ANALYTICS_INSTANCE_ID: Type.String({ minLength: 1, default: hostname(), description: 'stable id of this replica; transactional.id is <group id>-<instance id>' }),
   ANALYTICS_STATIC_MEMBERSHIP: Type.Boolean({ default: true, description: 'join the group as a static member (group.instance.id = transactional.id): a restart with the same instance id takes its partitions back without a rebalance; turn off when instance ids change per restart' }),
+  ANALYTICS_INPUT_PARTITIONED_BY_PAGE: Type.Boolean({ default: false, description: 'the input is known to be keyed by page with the Java partitioner, so each page sits on one partition: skip the repartition hop (<group id>-repartition) and window the input directly; false (the default) counts right whatever keys and partitions the writers chose' }),
   ANALYTICS_PROCESSOR: Type.Boolean({ default: true, description: 'run the R2 -> R4 processor (false: serve the view of R4 only)' }),
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
@@ -47,8 +49,10 @@ export const role: Role<typeof config> = {
   app: async (fastify, { config }) => {
     const spec = windowSpec(config)
     const connection = connectionProperties(config)
+    const rekey = !config.ANALYTICS_INPUT_PARTITIONED_BY_PAGE
     const topics = {
-      input: config.ANALYTICS_INPUT_TOPIC,
+      // the windows read the input re-keyed by page, unless it is known to be keyed so already
+      input: rekey ? repartitionTopic(config.ANALYTICS_GROUP_ID) : config.ANALYTICS_INPUT_TOPIC,
       output: config.ANALYTICS_OUTPUT_TOPIC,
       changelog: config.ANALYTICS_CHANGELOG_TOPIC || `${config.ANALYTICS_GROUP_ID}-windows-changelog`,
       late: config.ANALYTICS_LATE_TOPIC || `${config.ANALYTICS_INPUT_TOPIC}.late`,
@@ -59,6 +63,26 @@ export const role: Role<typeof config> = {
     await fastify.kafka.ensureTopics([{ topic: topics.input }, { topic: topics.output }, { topic: topics.late }, { topic: topics.deadLetter }])
 
     if (config.ANALYTICS_PROCESSOR) {
+      if (rekey) {
+        const stage = await startRepartition({
+          client: fastify.kafka.client,
+          admin: fastify.kafka.admin,
+          log: fastify.log.child({ component: 'repartition' }),
+          metrics: fastify.metrics,
+          input: config.ANALYTICS_INPUT_TOPIC,
+          output: topics.input,
+          deadLetter: topics.deadLetter,
+          groupId: config.ANALYTICS_GROUP_ID,
+          instanceId: config.ANALYTICS_INSTANCE_ID,
+          staticMembership: config.ANALYTICS_STATIC_MEMBERSHIP,
+          replication: config.KAFKA_TOPIC_REPLICATION,
+        })
+        fastify.addHook('onClose', async () => { await stage.stop() })
+        fastify.health.addCheck('repartition', () => {
+          const problem = stage.problem ?? (stage.assignment === undefined ? 'joining its consumer group' : undefined)
+          return problem === undefined ? { ok: true, detail: `${stage.assignment?.length} partition(s) of ${config.ANALYTICS_INPUT_TOPIC} assigned` } : { ok: false, detail: problem }
+        })
+      }
       await ensureChangelog(fastify.kafka.admin, topics.input, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
       const processor = new WindowProcessor({
         client: fastify.kafka.client,

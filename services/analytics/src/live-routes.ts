@@ -2,7 +2,7 @@ import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { ErrorResponse, HttpError, type Admin } from '@pagestream/core'
-import type { Registry } from 'prom-client'
+import { Counter, type Registry } from 'prom-client'
 import { SseHub } from './sse.js'
 import { AnalyticsView } from './view.js'
 import { ViewFeed } from './view-feed.js'
@@ -39,7 +39,15 @@ const WindowsResponse = Type.Object({
 /** The view of R4 every replica holds, its two event streams, and the query API. */
 export async function liveRoutes (fastify: FastifyInstance, options: LiveOptions): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  const view = new AnalyticsView(options.spec, options.retentionMs)
+  const combinedFinals = new Counter({
+    name: 'analytics_view_combined_finals_total',
+    help: 'final window records from a second writer of the same page-window, summed by the view (0 while the input is repartitioned by page)',
+    registers: [options.metrics],
+  })
+  const view = new AnalyticsView(options.spec, options.retentionMs, (page, windowStart, finals) => {
+    combinedFinals.inc()
+    fastify.log.warn({ page, windowStart, finals }, 'a page-window has finals from several writers; the view sums them (is the input really keyed by page?)')
+  })
   const hub = new SseHub({ ...options.sse, log: fastify.log.child({ component: 'sse' }), metrics: options.metrics })
 
   const push = () => {
