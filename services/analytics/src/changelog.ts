@@ -28,13 +28,16 @@ export async function ensureChangelog (admin: Admin, input: string, changelog: s
 }
 
 /** Creates `topic` with the partition count of `source`, or refuses an existing one whose count differs. */
-export async function ensureCopartitioned (admin: Admin, source: string, topic: string, replication: number, config: Readonly<Record<string, string>> = {}): Promise<void> {
+export async function ensureCopartitioned (
+  admin: Admin, source: string, topic: string, replication: number, config: Readonly<Record<string, string>> = {},
+): Promise<void> {
   const [metadata] = await admin.fetchTopicMetadata({ topics: [source] })
   const partitions = metadata?.partitions.length ?? 0
   if ((await admin.listTopics()).includes(topic)) {
     const [existing] = await admin.fetchTopicMetadata({ topics: [topic] })
     if (existing?.partitions.length !== partitions) {
-      throw new Error(`${topic} has ${existing?.partitions.length} partitions but ${source} has ${partitions}; they must match`)
+      const found = existing?.partitions.length
+      throw new Error(`${topic} has ${found} partitions but ${source} has ${partitions}; they must match`)
     }
     return
   }

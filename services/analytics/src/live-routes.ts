@@ -41,12 +41,13 @@ export async function liveRoutes (fastify: FastifyInstance, options: LiveOptions
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const combinedFinals = new Counter({
     name: 'analytics_view_combined_finals_total',
-    help: 'final window records from a second writer of the same page-window, summed by the view (0 while the input is repartitioned by page)',
+    help: 'final window records from a second writer of one page-window, summed by the view (none with the hop)',
     registers: [options.metrics],
   })
   const view = new AnalyticsView(options.spec, options.retentionMs, (page, windowStart, finals) => {
     combinedFinals.inc()
-    fastify.log.warn({ page, windowStart, finals }, 'a page-window has finals from several writers; the view sums them (is the input really keyed by page?)')
+    fastify.log.warn({ page, windowStart, finals },
+      'a page-window has finals from several writers; the view sums them (is the input really keyed by page?)')
   })
   const hub = new SseHub({ ...options.sse, log: fastify.log.child({ component: 'sse' }), metrics: options.metrics })
 

@@ -32,13 +32,13 @@ export function rekeyByPage (output: string): BatchFunction {
     }
     const last = messages.at(-1)
     if (last === undefined) throw new Error('rekeyByPage needs at least one record')
-    return { outputs: [{ topic: output, messages: rekeyed }], deadLetters, nextOffset: (BigInt(last.offset) + 1n).toString() }
+    const nextOffset = (BigInt(last.offset) + 1n).toString()
+    return { outputs: [{ topic: output, messages: rekeyed }], deadLetters, nextOffset }
   }
 }
 
 export interface RepartitionSettings {
   client: KafkaClient
-  admin: Admin
   log: FastifyBaseLogger
   metrics: Registry
   input: string
@@ -48,19 +48,23 @@ export interface RepartitionSettings {
   groupId: string
   instanceId: string
   staticMembership: boolean
-  replication: number
+}
+
+/** The repartition topic, created with the input's partition count (an existing one with another count is refused). */
+export async function ensureRepartitionTopic (
+  admin: Admin, input: string, topic: string, replication: number,
+): Promise<void> {
+  await ensureCopartitioned(admin, input, topic, replication)
 }
 
 /**
  * The re-keying stage, as Kafka Streams runs one before a groupBy: input -> repartition topic,
  * one transaction per batch with the input offsets (own consumer group and transactional.id).
- * The repartition topic is created with the input's partition count.
  */
-export async function startRepartition (settings: RepartitionSettings): Promise<StreamTask> {
-  const { admin, input, output, replication, groupId } = settings
-  await ensureCopartitioned(admin, input, output, replication)
+export function repartitionStage (settings: RepartitionSettings): StreamTask {
+  const { input, output, groupId } = settings
   const group = `${groupId}-repartition`
-  const task = new StreamTask(settings.client, {
+  return new StreamTask(settings.client, {
     name: 'repartition stage',
     inputTopic: input,
     deadLetterTopic: settings.deadLetter,
@@ -75,6 +79,4 @@ export async function startRepartition (settings: RepartitionSettings): Promise<
     verb: 'rekeyed',
     writtenHelp: 'input records written to the repartition topic, keyed by page (committed transactions only)',
   }))
-  await task.start()
-  return task
 }

@@ -22,7 +22,8 @@ export type CombinedFinalsListener = (page: string, windowStart: string, finals:
 
 /** Finals that report the same totals: the same record read twice, not a second writer. */
 function sameTotals (a: WindowRecord, b: WindowRecord): boolean {
-  return a.count === b.count && a.durationSum === b.durationSum && a.distinctUsers === b.distinctUsers && a.longViews === b.longViews
+  return a.count === b.count && a.durationSum === b.durationSum &&
+    a.distinctUsers === b.distinctUsers && a.longViews === b.longViews
 }
 
 /**
@@ -31,9 +32,12 @@ function sameTotals (a: WindowRecord, b: WindowRecord): boolean {
  */
 function combineFinals (finals: WindowRecord[], start: number, end: number): WindowRecord {
   const parts = finals.map((record) => slicesOf(record, start, end))
-  const aligned = parts.every((part) => part.sliceMs === parts[0]!.sliceMs && part.sliceCounts.length === parts[0]!.sliceCounts.length)
+  const first = parts[0]!
+  const aligned = parts.every((part) =>
+    part.sliceMs === first.sliceMs && part.sliceCounts.length === first.sliceCounts.length)
   const sum = (pick: (record: WindowRecord) => number) => finals.reduce((total, record) => total + pick(record), 0)
-  const sumSlices = (pick: (part: typeof parts[number]) => number[]) => parts[0]!.sliceCounts.map((_, i) => parts.reduce((total, part) => total + pick(part)[i]!, 0))
+  const sumSlices = (pick: (part: typeof first) => number[]) =>
+    first.sliceCounts.map((_, i) => parts.reduce((total, part) => total + pick(part)[i]!, 0))
   return {
     ...finals[0]!,
     count: sum((r) => r.count),
@@ -42,7 +46,7 @@ function combineFinals (finals: WindowRecord[], start: number, end: number): Win
     longViews: sum((r) => r.longViews),
     final: true,
     // slices of another length cannot be added slice by slice: the window becomes one slice
-    sliceMs: aligned ? parts[0]!.sliceMs : end - start,
+    sliceMs: aligned ? first.sliceMs : end - start,
     sliceCounts: aligned ? sumSlices((part) => part.sliceCounts) : [sum((r) => r.count)],
     sliceDurationSums: aligned ? sumSlices((part) => part.sliceDurationSums) : [sum((r) => r.durationSum)],
     combinedFinals: finals.length,
@@ -88,7 +92,8 @@ export class AnalyticsView {
       finals = [record]
     }
     const { sliceMs, sliceCounts, sliceDurationSums } = slicesOf(shown, start, end)
-    windows.set(start, { record: shown, start, end, sliceMs, slices: { count: sliceCounts, durationSum: sliceDurationSums }, finals })
+    const slices = { count: sliceCounts, durationSum: sliceDurationSums }
+    windows.set(start, { record: shown, start, end, sliceMs, slices, finals })
     return true
   }
 

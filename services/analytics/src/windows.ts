@@ -99,7 +99,10 @@ export const WindowRecordSchema = Type.Object({
   sliceCounts: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'events per slice, oldest first' })),
   sliceDurationSums: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'sum of durations per slice, oldest first' })),
   // never written by the processor: the view sets it when it summed the finals of several writers
-  combinedFinals: Type.Optional(Type.Integer({ minimum: 2, description: 'finals of this window from different writers that the view summed (distinctUsers is then an upper bound)' })),
+  combinedFinals: Type.Optional(Type.Integer({
+    minimum: 2,
+    description: 'finals of this window from different writers that the view summed (distinctUsers an upper bound)',
+  })),
 }, { $id: 'WindowRecord' })
 export type WindowRecord = Static<typeof WindowRecordSchema>
 

@@ -3,7 +3,9 @@ import type { FastifyInstance } from 'fastify'
 import { readTopic, testKafka, topicExists, writeRecords } from '../../../test/helpers/kafka.js'
 import { type RunningRole, startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
-import { type AnalyticsTopics, type FinalRow, analyticsTopics, finalTable, readWindows, startAnalytics, topicEnv } from './fixture.js'
+import {
+  type AnalyticsTopics, type FinalRow, analyticsTopics, finalTable, readWindows, startAnalytics, topicEnv,
+} from './fixture.js'
 import { SseClient } from './sse-client.js'
 
 interface Teardown { teardown(fn: () => unknown): void }
@@ -20,7 +22,8 @@ interface Spread { page: string, user: string, at: number, duration: number, key
  */
 function spreadEvents (count: number, from: number, stepMs: number): Spread[] {
   return Array.from({ length: count }, (_, i) => {
-    const event = { page: PAGES[(i * 3 + (i >> 4)) % PAGES.length]!, user: `U${(i * 7) % 23}`, at: from + i * stepMs, duration: (i * 41) % 250 }
+    const page = PAGES[(i * 3 + (i >> 4)) % PAGES.length]!
+    const event = { page, user: `U${(i * 7) % 23}`, at: from + i * stepMs, duration: (i * 41) % 250 }
     if (i % 3 === 0) return { ...event, key: null }
     if (i % 3 === 1) return { ...event, key: event.page, partition: i % PARTITIONS }
     return { ...event, key: `session-${i % 11}` }
@@ -33,7 +36,8 @@ function flush (at: number): Spread[] {
 }
 
 function valueOf (event: Spread): string {
-  return JSON.stringify({ name: event.page, user: event.user, date: new Date(event.at).toISOString(), duration: event.duration })
+  const date = new Date(event.at).toISOString()
+  return JSON.stringify({ name: event.page, user: event.user, date, duration: event.duration })
 }
 
 async function writeSpread (topic: string, events: Spread[]): Promise<void> {
@@ -41,7 +45,9 @@ async function writeSpread (topic: string, events: Spread[]): Promise<void> {
   await producer.connect()
   try {
     for (let i = 0; i < events.length; i += 500) {
-      const messages = events.slice(i, i + 500).map((e) => ({ key: e.key, value: valueOf(e), ...(e.partition === undefined ? {} : { partition: e.partition }) }))
+      const messages = events.slice(i, i + 500).map((e) => ({
+        key: e.key, value: valueOf(e), ...(e.partition === undefined ? {} : { partition: e.partition }),
+      }))
       await producer.send({ topic, messages })
     }
   } finally {
@@ -55,7 +61,8 @@ function truth (events: Spread[]): FinalRow[] {
   for (const event of events) {
     const start = Math.floor(event.at / SIZE) * SIZE
     const key = `${event.page}@${start}`
-    const row = windows.get(key) ?? { page: event.page, start, end: start + SIZE, count: 0, durationSum: 0, distinctUsers: 0, longViews: 0, users: new Set<string>() }
+    const empty = { count: 0, durationSum: 0, distinctUsers: 0, longViews: 0, users: new Set<string>() }
+    const row = windows.get(key) ?? { page: event.page, start, end: start + SIZE, ...empty }
     row.count += 1
     row.durationSum += event.duration
     row.users.add(event.user)
@@ -63,7 +70,8 @@ function truth (events: Spread[]): FinalRow[] {
     if (event.duration > 100) row.longViews += 1
     windows.set(key, row)
   }
-  return [...windows.values()].map(({ users: _users, ...row }) => row).sort((a, b) => a.page.localeCompare(b.page) || a.start - b.start)
+  return [...windows.values()].map(({ users: _users, ...row }) => row)
+    .sort((a, b) => a.page.localeCompare(b.page) || a.start - b.start)
 }
 
 /**
@@ -91,17 +99,21 @@ async function listening (fastify: FastifyInstance): Promise<string> {
   return `http://127.0.0.1:${typeof address === 'object' && address !== null ? address.port : 0}`
 }
 
-type QueryWindow = { windowStart: string, count: number, durationSum: number, distinctUsers: number, longViews: number, final: boolean, combinedFinals?: number }
+interface QueryWindow {
+  windowStart: string, count: number, durationSum: number, distinctUsers: number, longViews: number, final: boolean
+}
 
 /** The finals the query API serves for every page, as rows comparable with the truth. */
 async function queriedFinals (fastify: FastifyInstance, from: number, to: number): Promise<FinalRow[]> {
   const rows: FinalRow[] = []
   for (const page of PAGES) {
-    const response = await fastify.inject(`/api/pages/${page}/windows?from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}`)
+    const range = `from=${new Date(from).toISOString()}&to=${new Date(to).toISOString()}`
+    const response = await fastify.inject(`/api/pages/${page}/windows?${range}`)
     const { windows } = response.json() as { windows: QueryWindow[] }
     for (const w of windows.filter((window) => window.final)) {
       const start = Date.parse(w.windowStart)
-      rows.push({ page, start, end: start + SIZE, count: w.count, durationSum: w.durationSum, distinctUsers: w.distinctUsers, longViews: w.longViews })
+      const { count, durationSum, distinctUsers, longViews } = w
+      rows.push({ page, start, end: start + SIZE, count, durationSum, distinctUsers, longViews })
     }
   }
   return rows.sort((a, b) => a.page.localeCompare(b.page) || a.start - b.start)
@@ -125,7 +137,7 @@ async function inputSpread (topic: string, count: number): Promise<Map<string, S
   return spread
 }
 
-t.test('null-keyed, round-robin and foreign-keyed input: finals on R4, SSE and the query API equal the truth', async (t) => {
+t.test('null-keyed, round-robin and foreign-keyed input: R4, SSE and the query API equal the truth', async (t) => {
   const topics = await analyticsTopics(t, 'repart', PARTITIONS)
   const fastify = await startAnalytics(t, env(topics))
   const base = await listening(fastify)
@@ -139,7 +151,7 @@ t.test('null-keyed, round-robin and foreign-keyed input: finals on R4, SSE and t
   const end = flush(from + 20_000 + GRACE)
   await writeSpread(topics.input, [...events, ...end])
   const spread = await inputSpread(topics.input, events.length + end.length)
-  t.ok(PAGES.every((page) => (spread.get(page)?.size ?? 0) === PARTITIONS), 'every page has events on every input partition')
+  t.ok(PAGES.every((page) => (spread.get(page)?.size ?? 0) === PARTITIONS), 'every page on every input partition')
 
   const expected = truth(events)
   const finals = finalTable(await readWindows(topics.output, expected.length, 60_000))
@@ -147,24 +159,30 @@ t.test('null-keyed, round-robin and foreign-keyed input: finals on R4, SSE and t
   t.same(finals, expected, 'R4: count, durationSum, distinctUsers and longViews of every final equal the truth')
 
   const all = [...events, ...end]
-  await waitFor('/analytics to count every event per page', () => JSON.stringify(counts.latest()) === JSON.stringify(perPage(all, 'count')), 20_000)
-  await waitFor('/analyticsAggregate to sum every duration per page', () => JSON.stringify(durations.latest()) === JSON.stringify(perPage(all, 'durationSum')), 20_000)
+  const same = (a: unknown, b: unknown) => JSON.stringify(a) === JSON.stringify(b)
+  await waitFor('/analytics to count every event per page', () => same(counts.latest(), perPage(all, 'count')), 20_000)
+  const durationSums = perPage(all, 'durationSum')
+  await waitFor('/analyticsAggregate to sum every duration', () => same(durations.latest(), durationSums), 20_000)
   t.pass('SSE: both streams equal the truth per page')
   t.same(await queriedFinals(fastify, from, from + 20_000), expected, 'the query API serves the same finals')
 
   const metrics = (await fastify.inject('/metrics')).body
-  t.match(metrics, new RegExp(`analytics_repartition_records_rekeyed_total\\{role="analytics"\\} ${all.length}\\n`), 'the stage counts what it re-keyed')
+  const rekeyedTotal = new RegExp(`analytics_repartition_records_rekeyed_total\\{role="analytics"\\} ${all.length}\\n`)
+  t.match(metrics, rekeyedTotal, 'the stage counts what it re-keyed')
   t.match(metrics, /analytics_view_combined_finals_total\{role="analytics"\} 0\n/, 'no page-window had a second writer')
-  const ready = (await fastify.inject('/health/ready')).json() as { checks: Record<string, { ok: boolean, detail?: string }> }
-  t.same(ready.checks.repartition, { ok: true, detail: `${PARTITIONS} partition(s) of ${topics.input} assigned` }, 'the stage joins the readiness checks')
+  type Readiness = { checks: Record<string, { ok: boolean, detail?: string }> }
+  const ready = (await fastify.inject('/health/ready')).json() as Readiness
+  t.same(ready.checks.repartition, { ok: true, detail: `${PARTITIONS} partition(s) of ${topics.input} assigned` },
+    'the stage joins the readiness checks')
   const rekeyed = await readTopic(topics.repartition, { count: all.length, settleMs: 300 })
-  t.ok(rekeyed.every((record) => record.key === (JSON.parse(record.value ?? '{}') as { name: string }).name), 'the repartition topic is keyed by page')
+  const pageOf = (value: string | null) => (JSON.parse(value ?? '{}') as { name: string }).name
+  t.ok(rekeyed.every((record) => record.key === pageOf(record.value)), 'the repartition topic is keyed by page')
   const byPage = new Map<string, Set<number>>()
   for (const record of rekeyed) byPage.set(record.key!, (byPage.get(record.key!) ?? new Set()).add(record.partition))
-  t.ok([...byPage.values()].every((partitions) => partitions.size === 1), 'each page on one partition of the repartition topic')
+  t.ok([...byPage.values()].every((partitions) => partitions.size === 1), 'each page on one repartition partition')
 })
 
-t.test('a bad record on the input goes to its dead-letter topic with the reason, once; the rest is counted', async (t) => {
+t.test('a bad record on the input goes to its dead-letter topic with the reason, once', async (t) => {
   const topics = await analyticsTopics(t, 'repart-dlq', PARTITIONS)
   const fastify = await startAnalytics(t, env(topics))
   const from = Math.floor((Date.now() - 120_000) / SIZE) * SIZE
@@ -174,13 +192,15 @@ t.test('a bad record on the input goes to its dead-letter topic with the reason,
     ...flush(from + 5_000 + GRACE).map((e) => ({ value: valueOf(e) })),
   ])
   const letters = await readTopic(topics.dlq, { count: 1, settleMs: 500 })
-  t.same(letters.map((r) => [r.value, r.headers['event-id'], r.headers['dlq-source-topic']]), [['not json', 'poison', topics.input]], 'from the input, once')
+  t.same(letters.map((r) => [r.value, r.headers['event-id'], r.headers['dlq-source-topic']]),
+    [['not json', 'poison', topics.input]], 'from the input, once')
   t.match(letters[0]?.headers['dlq-error'], /not JSON/)
   t.same(finalTable(await readWindows(topics.output, 1)).map((r) => [r.page, r.count]), [['home', 1]])
-  t.match((await fastify.inject('/metrics')).body, /analytics_repartition_records_dead_lettered_total\{role="analytics"\} 1\n/)
+  t.match((await fastify.inject('/metrics')).body,
+    /analytics_repartition_records_dead_lettered_total\{role="analytics"\} 1\n/)
 })
 
-t.test('ANALYTICS_INPUT_PARTITIONED_BY_PAGE on a spread input: finals of several writers are summed by the view, not replaced', async (t) => {
+t.test('ANALYTICS_INPUT_PARTITIONED_BY_PAGE on a spread input: the view sums several writers\' finals', async (t) => {
   const topics = await analyticsTopics(t, 'repart-skip', PARTITIONS)
   const fastify = await startAnalytics(t, env(topics, { ANALYTICS_INPUT_PARTITIONED_BY_PAGE: 'true' }))
   const from = Math.floor((Date.now() - 120_000) / SIZE) * SIZE
@@ -190,15 +210,19 @@ t.test('ANALYTICS_INPUT_PARTITIONED_BY_PAGE on a spread input: finals of several
   const expected = truth(events)
   const records = await readWindows(topics.output, expected.length * 2, 60_000)
   const finals = finalTable(records)
-  t.ok(finals.length > expected.length, `R4 holds several finals of one page-window without the hop (${finals.length} for ${expected.length} windows)`)
+  t.ok(finals.length > expected.length,
+    `R4 holds several finals of one page-window without the hop (${finals.length} for ${expected.length} windows)`)
   t.notOk(await topicExists(topics.repartition), 'no repartition topic')
 
-  await waitFor('the view to have read every final', async () => (await queriedFinals(fastify, from, from + 20_000)).reduce((sum, row) => sum + row.count, 0) === events.length, 20_000)
+  const servedCount = async () =>
+    (await queriedFinals(fastify, from, from + 20_000)).reduce((sum, row) => sum + row.count, 0)
+  await waitFor('the view to have read every final', async () => await servedCount() === events.length, 20_000)
   const served = await queriedFinals(fastify, from, from + 20_000)
   const strip = (rows: FinalRow[]) => rows.map(({ distinctUsers: _users, ...row }) => row)
   t.same(strip(served), strip(expected), 'the query API sums them: count, durationSum and longViews exact')
   t.ok(served.every((row, i) => row.distinctUsers >= expected[i]!.distinctUsers), 'distinct users an upper bound')
-  t.match((await fastify.inject('/metrics')).body, /analytics_view_combined_finals_total\{role="analytics"\} [1-9]/, 'and counted in a metric')
+  t.match((await fastify.inject('/metrics')).body, /analytics_view_combined_finals_total\{role="analytics"\} [1-9]/,
+    'and counted in a metric')
 })
 
 t.test('SIGKILL of the role while a spread input flows: exactly once through the repartition hop', async (t) => {
@@ -223,7 +247,8 @@ t.test('SIGKILL of the role while a spread input flows: exactly once through the
   }
   await writing
   t.ok(roles.length === 4, 'three kills while writing')
-  await writeSpread(topics.input, [0, 1, 2].flatMap((partition) => flush(T0 + 300_000).map((e) => ({ ...e, partition }))))
+  const end = [0, 1, 2].flatMap((partition) => flush(T0 + 300_000).map((e) => ({ ...e, partition })))
+  await writeSpread(topics.input, end)
   const expected = truth(events)
   const finals = finalTable(await readWindows(topics.output, expected.length, 90_000))
   const keys = finals.map((row) => `${row.page}@${row.start}`)

@@ -20,7 +20,9 @@ export function streamTaskMetrics (registry: Registry, names: StreamTaskMetricNa
     help: 'input records written to the dead-letter topic (committed transactions only)',
     registers,
   })
-  const transactions = new Counter({ name: `${prefix}_transactions_total`, help: 'Kafka transactions by outcome', labelNames: ['outcome'], registers })
+  const transactions = new Counter({
+    name: `${prefix}_transactions_total`, help: 'Kafka transactions by outcome', labelNames: ['outcome'], registers,
+  })
   const transactionDuration = new Histogram({
     name: `${prefix}_transaction_duration_seconds`,
     help: 'time from begin to commit of a transaction',
@@ -34,7 +36,7 @@ export function streamTaskMetrics (registry: Registry, names: StreamTaskMetricNa
   })
   const consumerFatalErrors = new Counter({
     name: `${prefix}_consumer_fatal_errors_total`,
-    help: 'fatal consumer errors (e.g. a static member fenced by another with its group.instance.id), each followed by new clients',
+    help: 'fatal consumer errors (a static member fenced by a twin with its id...), each followed by new clients',
     registers,
   })
   transactions.inc({ outcome: 'committed' }, 0)

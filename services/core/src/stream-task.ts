@@ -61,7 +61,7 @@ export interface StreamTaskCounts {
   transactionsAborted: number
   producerReplacements: number
   timesFenced: number
-  /** Fatal consumer errors (a static member fenced by another with its group.instance.id, ...), each followed by new clients. */
+  /** Fatal consumer errors (a static member fenced by a twin with its id...), each followed by new clients. */
   consumerFatalErrors: number
 }
 
@@ -88,7 +88,13 @@ const FATAL_CONSUMER_LOG = /Fatal error|Static consumer fenced/
  */
 export class StreamTask {
   readonly counts: StreamTaskCounts = {
-    written: 0, deadLettered: 0, transactionsCommitted: 0, transactionsAborted: 0, producerReplacements: 0, timesFenced: 0, consumerFatalErrors: 0,
+    written: 0,
+    deadLettered: 0,
+    transactionsCommitted: 0,
+    transactionsAborted: 0,
+    producerReplacements: 0,
+    timesFenced: 0,
+    consumerFatalErrors: 0,
   }
 
   #producer: TransactionalProducer | undefined
@@ -123,11 +129,15 @@ export class StreamTask {
   get problem (): string | undefined {
     const { transactionalId, instanceVariable } = this.settings
     if (this.#steppingDown !== undefined) {
-      return `fenced by another instance with transactional.id ${transactionalId}; stepped down (restart this one once ${instanceVariable} is unique per replica)`
+      return `fenced by another instance with transactional.id ${transactionalId}; ` +
+        `stepped down (restart this one once ${instanceVariable} is unique per replica)`
     }
-    if (this.#restarting !== undefined) return `the consumer failed fatally (${this.#lastError ?? 'unknown'}); starting over with new clients`
+    const lastError = this.#lastError ?? 'unknown'
+    if (this.#restarting !== undefined) {
+      return `the consumer failed fatally (${lastError}); starting over with new clients`
+    }
     if (this.#producer?.ready !== true) return `no transactional producer: ${this.#lastError ?? 'connecting'}`
-    if (this.#consecutiveFailures >= FAILURES_BEFORE_UNREADY) return `transactions failing: ${this.#lastError ?? 'unknown'}`
+    if (this.#consecutiveFailures >= FAILURES_BEFORE_UNREADY) return `transactions failing: ${lastError}`
     return undefined
   }
 
@@ -204,7 +214,8 @@ export class StreamTask {
    * but the twins settle: the first of them whose transaction finds its producer fenced steps down.
    */
   #onFatal (consumer: Consumer, message: string): void {
-    if (consumer !== this.#consumer || this.#closing || this.#steppingDown !== undefined || this.#restarting !== undefined) return
+    if (consumer !== this.#consumer || this.#closing) return
+    if (this.#steppingDown !== undefined || this.#restarting !== undefined) return
     this.counts.consumerFatalErrors += 1
     this.#fatalInARow += 1
     // the client's line can carry a stack trace: its first line says enough
@@ -241,7 +252,9 @@ export class StreamTask {
     const transactional = this.#producer
     this.#producer = undefined
     const producer = transactional?.current
-    if (producer?.isActive() === true) await producer.abort().catch((err: Error) => this.log.warn({ err }, 'abort on close failed'))
+    if (producer?.isActive() === true) {
+      await producer.abort().catch((err: Error) => this.log.warn({ err }, 'abort on close failed'))
+    }
     await transactional?.close().catch((err: Error) => this.log.warn({ err }, 'producer close failed'))
   }
 
@@ -249,11 +262,16 @@ export class StreamTask {
     const timeoutMs = this.settings.consumerCloseTimeoutMs ?? CONSUMER_CLOSE_TIMEOUT_MS
     const timer = new AbortController()
     const outcome = await Promise.race([
-      consumer.disconnect().then(() => 'closed' as const, (err: Error) => { this.log.warn({ err }, 'consumer close failed'); return 'failed' as const }),
+      consumer.disconnect().then(() => 'closed' as const, (err: Error) => {
+        this.log.warn({ err }, 'consumer close failed')
+        return 'failed' as const
+      }),
       sleep(timeoutMs, 'timed out' as const, { signal: timer.signal }).catch(() => 'closed' as const),
     ])
     timer.abort()
-    if (outcome === 'timed out') this.log.error({ timeoutMs }, 'the consumer did not close in time (a rebalance during close?); leaving it behind')
+    if (outcome === 'timed out') {
+      this.log.error({ timeoutMs }, 'the consumer did not close in time (a rebalance during close?); leaving it behind')
+    }
   }
 
   /**
@@ -263,7 +281,8 @@ export class StreamTask {
    */
   async #stepDown (): Promise<void> {
     this.log.error({ transactionalId: this.settings.transactionalId },
-      `fenced by another instance with the same transactional.id; stepping down (is ${this.settings.instanceVariable} unique per replica?)`)
+      'fenced by another instance with the same transactional.id; ' +
+      `stepping down (is ${this.settings.instanceVariable} unique per replica?)`)
     // the fencing instance is joining the group right now, and closing a consumer in mid-rebalance can hang
     const deadline = Date.now() + 15_000
     while (Date.now() - this.#lastRebalanceAt < REBALANCE_SETTLE_MS && Date.now() < deadline && !this.#closing) {
@@ -276,7 +295,8 @@ export class StreamTask {
     const { topic, partition, messages } = batch
     const transactional = this.#producer
     const producer = transactional?.current
-    if (transactional === undefined || producer === undefined || consumer !== this.#consumer || messages.length === 0) return
+    if (transactional === undefined || producer === undefined || consumer !== this.#consumer) return
+    if (messages.length === 0) return
     if (this.#steppingDown !== undefined || this.#restarting !== undefined) {
       // handed over: leave the batch unconsumed, for whoever owns the partition next
       consumer.seek({ topic, partition, offset: batch.firstOffset() ?? '0' })
@@ -291,7 +311,8 @@ export class StreamTask {
     try {
       await producer.transaction()
       if (outputs.length > 0) await producer.sendBatch({ topicMessages: outputs as KafkaJS.TopicMessages[] })
-      await producer.sendOffsets({ consumer, topics: [{ topic, partitions: [{ partition, offset: work.nextOffset }] }] })
+      const partitions = [{ partition, offset: work.nextOffset }]
+      await producer.sendOffsets({ consumer, topics: [{ topic, partitions }] })
       await transactional.commit()
     } catch (err) {
       await this.#recover(consumer, transactional, batch, err as Error)
@@ -304,7 +325,8 @@ export class StreamTask {
     this.counts.written += written
     this.counts.deadLettered += work.deadLetters.length
     this.counts.transactionsCommitted += 1
-    this.observer.committed({ written, deadLettered: work.deadLetters.length, seconds: (performance.now() - started) / 1000 })
+    const seconds = (performance.now() - started) / 1000
+    this.observer.committed({ written, deadLettered: work.deadLetters.length, seconds })
   }
 
   /**
@@ -312,7 +334,9 @@ export class StreamTask {
    * transaction whose commit outcome is unknown), then rewinds the partition to the committed
    * offset: asking the group, not assuming, because a commit that reported a timeout may have landed.
    */
-  async #recover (consumer: Consumer, transactional: TransactionalProducer, batch: KafkaJS.Batch, err: Error): Promise<void> {
+  async #recover (
+    consumer: Consumer, transactional: TransactionalProducer, batch: KafkaJS.Batch, err: Error,
+  ): Promise<void> {
     const { topic, partition } = batch
     this.#consecutiveFailures += 1
     this.#lastError = err.message
@@ -334,7 +358,9 @@ export class StreamTask {
     await this.#backoff()
   }
 
-  async #committedOffset (consumer: Consumer, topic: string, partition: number, fallback: string): Promise<string | undefined> {
+  async #committedOffset (
+    consumer: Consumer, topic: string, partition: number, fallback: string,
+  ): Promise<string | undefined> {
     while (!this.#closing && consumer === this.#consumer) {
       try {
         const [committed] = await consumer.committed([{ topic, partition }], COMMITTED_OFFSET_TIMEOUT_MS)

@@ -2,7 +2,9 @@ import { Writable } from 'node:stream'
 import t from 'tap'
 import pino from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
-import { type BatchFunction, type Consumer, type KafkaClient, type StreamTaskObserver, StreamTask } from '@pagestream/core'
+import {
+  type BatchFunction, type Consumer, type KafkaClient, type KafkaMessage, type StreamTaskObserver, StreamTask,
+} from '@pagestream/core'
 import { createTopics, readTopic, testKafka, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
 import { waitFor } from '../../../test/helpers/wait.js'
 
@@ -20,13 +22,18 @@ function capturingLog (): { log: FastifyBaseLogger, lines: Array<Record<string, 
   return { log: pino({ level: 'info' }, sink) as unknown as FastifyBaseLogger, lines }
 }
 
-const quietObserver: StreamTaskObserver = { committed: () => {}, aborted: () => {}, producerReplaced: () => {}, consumerFailed: () => {} }
+const quietObserver: StreamTaskObserver = {
+  committed: () => {}, aborted: () => {}, producerReplaced: () => {}, consumerFailed: () => {},
+}
+
+const isBad = (message: KafkaMessage) => message.value?.toString() === 'bad'
+const copy = (message: KafkaMessage) => ({ key: message.key ?? null, value: message.value })
 
 /** Copies each input record to `output`, keeping key and value; records whose value is "bad" are dead letters. */
 function copyTo (output: string): BatchFunction {
   return (_topic, _partition, messages) => ({
-    outputs: [{ topic: output, messages: messages.filter((m) => m.value?.toString() !== 'bad').map((m) => ({ key: m.key ?? null, value: m.value })) }],
-    deadLetters: messages.filter((m) => m.value?.toString() === 'bad').map((m) => ({ key: m.key ?? null, value: m.value })),
+    outputs: [{ topic: output, messages: messages.filter((m) => !isBad(m)).map(copy) }],
+    deadLetters: messages.filter(isBad).map(copy),
     nextOffset: (BigInt(messages.at(-1)!.offset) + 1n).toString(),
   })
 }
@@ -39,7 +46,10 @@ async function pipeline (t: Teardown, name: string): Promise<Pipeline> {
   return { ...names, group: uniqueName(`${name}-group`), transactionalId: uniqueName(`${name}-txn`) }
 }
 
-function startTask (t: Teardown, topics: Pipeline, client: KafkaClient, log: FastifyBaseLogger, extra: { staticMembership?: boolean, consumerCloseTimeoutMs?: number } = {}): StreamTask {
+function startTask (
+  t: Teardown, topics: Pipeline, client: KafkaClient, log: FastifyBaseLogger,
+  extra: { staticMembership?: boolean, consumerCloseTimeoutMs?: number } = {},
+): StreamTask {
   const task = new StreamTask(client, {
     name: 'test task',
     inputTopic: topics.input,
@@ -56,7 +66,8 @@ function startTask (t: Teardown, topics: Pipeline, client: KafkaClient, log: Fas
   return task
 }
 
-const records = (prefix: string, count: number) => Array.from({ length: count }, (_, i) => ({ key: `k${i % 5}`, value: `${prefix}-${i}` }))
+const records = (prefix: string, count: number) =>
+  Array.from({ length: count }, (_, i) => ({ key: `k${i % 5}`, value: `${prefix}-${i}` }))
 
 /** The values of the output, read_committed, and which of them came more than once. */
 async function outputValues (topic: string, count: number): Promise<{ values: string[], duplicates: string[] }> {
@@ -66,7 +77,7 @@ async function outputValues (topic: string, count: number): Promise<{ values: st
 
 const sorted = (items: Array<{ value: string }>) => items.map((r) => r.value).sort()
 
-t.test('a transaction that fails is aborted and its batch rewound to the committed offset: each record once', async (t) => {
+t.test('a failed transaction is aborted and its batch rewound to the committed offset: each record once', async (t) => {
   const topics = await pipeline(t, 'task-rewind')
   const real = testKafka()
   let failures = 2
@@ -94,7 +105,8 @@ t.test('a transaction that fails is aborted and its batch rewound to the committ
   await waitFor('every record to be committed', () => task.counts.written === input.length, 30_000)
 
   t.equal(task.counts.transactionsAborted, 2, 'two transactions aborted')
-  t.equal(lines.filter((line) => line.msg === 'transaction failed; aborting and rewinding to the committed offset').length, 2, 'and said so')
+  const said = lines.filter((line) => line.msg === 'transaction failed; aborting and rewinding to the committed offset')
+  t.equal(said.length, 2, 'and said so')
   t.equal(task.counts.deadLettered, 1, 'the bad record dead-lettered once')
   t.equal(task.problem, undefined, 'ready again once a transaction commits')
   const output = await outputValues(topics.output, input.length)
@@ -104,7 +116,7 @@ t.test('a transaction that fails is aborted and its batch rewound to the committ
   t.ok(attempts.length > input.length, `the aborted attempts are in the log, aborted (${attempts.length} records)`)
 })
 
-t.test('fenced by a newer producer with its transactional.id: the task steps down; the newer instance continues exactly once', async (t) => {
+t.test('fenced by a newer producer with its transactional.id: it steps down, the newer one goes on', async (t) => {
   const topics = await pipeline(t, 'task-fenced')
   const { log, lines } = capturingLog()
   const task = startTask(t, topics, testKafka(), log)
@@ -120,7 +132,8 @@ t.test('fenced by a newer producer with its transactional.id: the task steps dow
   const second = records('after', 20)
   await writeRecords(topics.input, second)
   await waitFor('the task to step down', () => task.counts.timesFenced === 1 && task.assignment === undefined, 30_000)
-  t.match(task.problem, /^fenced by another instance with transactional.id \S+; stepped down \(restart this one once TEST_INSTANCE_ID is unique/)
+  t.match(task.problem,
+    /^fenced by another instance with transactional.id \S+; stepped down \(restart this one once TEST_INSTANCE_ID is/)
   t.ok(lines.some((line) => /stepping down \(is TEST_INSTANCE_ID unique/.test(String(line.msg))), 'says why in the log')
   const aborted = task.counts.transactionsAborted
 
@@ -128,7 +141,8 @@ t.test('fenced by a newer producer with its transactional.id: the task steps dow
   await successor.start()
   await waitFor('the successor to write the rest', () => successor.counts.written === second.length, 30_000)
   t.equal(task.counts.transactionsAborted, aborted, 'the stepped-down task tried no more transactions')
-  t.same(await outputValues(topics.output, first.length + second.length), { values: sorted([...first, ...second]), duplicates: [] })
+  t.same(await outputValues(topics.output, first.length + second.length),
+    { values: sorted([...first, ...second]), duplicates: [] })
 })
 
 t.test('a consumer that does not close in time is left behind: stop() returns after the close timeout', async (t) => {
@@ -152,12 +166,14 @@ t.test('a consumer that does not close in time is left behind: stop() returns af
   await task.start()
   await writeRecords(topics.input, records('close', 5))
   await waitFor('the records committed', () => task.counts.written === 5, 30_000)
-  const stopped = await Promise.race([task.stop().then(() => 'stopped'), new Promise((resolve) => setTimeout(resolve, 15_000, 'hung'))])
+  const hung = new Promise((resolve) => setTimeout(resolve, 15_000, 'hung'))
+  const stopped = await Promise.race([task.stop().then(() => 'stopped'), hung])
   t.equal(stopped, 'stopped', 'stop() returned although the consumer never closed')
-  t.ok(lines.some((line) => line.msg === 'the consumer did not close in time (a rebalance during close?); leaving it behind' && line.timeoutMs === 500))
+  const leftBehind = 'the consumer did not close in time (a rebalance during close?); leaving it behind'
+  t.ok(lines.some((line) => line.msg === leftBehind && line.timeoutMs === 500), 'and said so')
 })
 
-t.test('a fatal consumer error (static member fenced by another with its group.instance.id): not ready, counted, then new clients', async (t) => {
+t.test('a fatal consumer error (a static member fenced by a twin): not ready, counted, then new clients', async (t) => {
   const topics = await pipeline(t, 'task-fatal')
   const { log, lines } = capturingLog()
   const task = startTask(t, topics, testKafka(), log, { staticMembership: true })
@@ -167,7 +183,9 @@ t.test('a fatal consumer error (static member fenced by another with its group.i
   await waitFor('the first records committed', () => task.counts.written === first.length, 30_000)
 
   // another consumer joins as the same static member: the broker fences the task's consumer
-  const twin = testKafka().consumer({ 'group.id': topics.group, 'group.instance.id': topics.transactionalId, 'enable.auto.commit': false })
+  const twin = testKafka().consumer({
+    'group.id': topics.group, 'group.instance.id': topics.transactionalId, 'enable.auto.commit': false,
+  })
   await twin.connect()
   t.teardown(() => twin.disconnect().catch(() => {}))
   await twin.subscribe({ topics: [topics.input] })
@@ -175,12 +193,14 @@ t.test('a fatal consumer error (static member fenced by another with its group.i
   const problem = await waitFor('the task to notice', () => task.problem, 30_000, 10)
   t.match(problem, /^the consumer failed fatally \(.*\); starting over with new clients/)
   t.ok(task.counts.consumerFatalErrors >= 1, 'counted')
-  t.ok(lines.some((line) => /fatal consumer error; starting over with new clients \(is TEST_INSTANCE_ID unique/.test(String(line.msg))))
+  const said = /fatal consumer error; starting over with new clients \(is TEST_INSTANCE_ID unique/
+  t.ok(lines.some((line) => said.test(String(line.msg))), 'and said so')
   await twin.disconnect()
 
-  await waitFor('the task to be ready again', () => task.problem === undefined && (task.assignment?.length ?? 0) === 2, 60_000)
+  await waitFor('the task to be ready again', () => task.problem === undefined && task.assignment?.length === 2, 60_000)
   const second = records('second', 10)
   await writeRecords(topics.input, second)
   await waitFor('the new records committed', () => task.counts.written === first.length + second.length, 30_000)
-  t.same(await outputValues(topics.output, first.length + second.length), { values: sorted([...first, ...second]), duplicates: [] })
+  t.same(await outputValues(topics.output, first.length + second.length),
+    { values: sorted([...first, ...second]), duplicates: [] })
 })

@@ -12,11 +12,13 @@ const config = {
   TRANSFORMER_INSTANCE_ID: Type.String({
     pattern: '^[a-zA-Z0-9._-]{0,200}$',
     default: '',
-    description: 'stable name of this replica, unique among the replicas (transactional.id and group.instance.id are derived from it); a restart with the same name fences its predecessor. Empty: <hostname>-<pid>, unique per process, and a dynamic member',
+    description: 'stable name of this replica, unique among the replicas (transactional.id and group.instance.id are ' +
+      'derived from it); a restart with the same name fences its predecessor. Empty: <hostname>-<pid>, dynamic member',
   }),
   TRANSFORMER_STATIC_MEMBERSHIP: Type.Boolean({
     default: true,
-    description: 'join the group as a static member (group.instance.id) when TRANSFORMER_INSTANCE_ID is set: a restart under the same id gets its partitions back at once; turn off when instance ids change on every restart',
+    description: 'join the group as a static member (group.instance.id) when TRANSFORMER_INSTANCE_ID is set: ' +
+      'a restart under the same id gets its partitions back at once; turn off when ids change on every restart',
   }),
   TRANSFORMER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 10_000, default: 500, description: 'most input records per transaction' }),
   TRANSFORMER_DELIVERY_TIMEOUT_MS: Type.Integer({

@@ -18,7 +18,9 @@ export interface ProcessorSettings {
 }
 
 /** R1 -> R3 exactly once: the core stream task with the lab's function as its batch function. */
-export function transformProcessor (client: KafkaClient, settings: ProcessorSettings, log: FastifyBaseLogger, observer: StreamTaskObserver): StreamTask {
+export function transformProcessor (
+  client: KafkaClient, settings: ProcessorSettings, log: FastifyBaseLogger, observer: StreamTaskObserver,
+): StreamTask {
   return new StreamTask(client, {
     name: 'transformer',
     inputTopic: settings.inputTopic,
@@ -31,6 +33,7 @@ export function transformProcessor (client: KafkaClient, settings: ProcessorSett
     instanceVariable: 'TRANSFORMER_INSTANCE_ID',
   }, (topic, partition, messages) => {
     const work = transformBatch(topic, partition, messages)
-    return { outputs: [{ topic: settings.outputTopic, messages: work.outputs }], deadLetters: work.deadLetters, nextOffset: work.nextOffset }
+    const outputs = [{ topic: settings.outputTopic, messages: work.outputs }]
+    return { outputs, deadLetters: work.deadLetters, nextOffset: work.nextOffset }
   }, log, observer)
 }
