@@ -69,9 +69,9 @@ export const role: Role<typeof config> = {
     await fastify.kafka.ensureTopics(created.map((topic) => ({ topic })))
 
     if (config.ANALYTICS_PROCESSOR) {
+      const { admin } = fastify.kafka
       const starting: Array<Promise<void>> = []
       if (rekey) {
-        const { admin } = fastify.kafka
         await ensureRepartitionTopic(admin, config.ANALYTICS_INPUT_TOPIC, topics.input, config.KAFKA_TOPIC_REPLICATION)
         const stage = repartitionStage({
           client: fastify.kafka.client,
@@ -94,7 +94,8 @@ export const role: Role<typeof config> = {
         // the stage and the windows start side by side: a restart is ready sooner
         starting.push(stage.start())
       }
-      await ensureChangelog(fastify.kafka.admin, topics.input, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
+      // R2's partition count, which the repartition topic has too
+      await ensureChangelog(admin, config.ANALYTICS_INPUT_TOPIC, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
       const processor = new WindowProcessor({
         client: fastify.kafka.client,
         connection,

@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Admin } from '@pagestream/core'
 
 /**
@@ -50,4 +51,12 @@ export async function ensureCopartitioned (
       configEntries: Object.entries(config).map(([name, value]) => ({ name, value })),
     }],
   })
+  // the next reader of its metadata (a consumer, or the changelog made like it) must find it
+  const deadline = Date.now() + 10_000
+  while (!await hasPartitions(admin, topic, partitions) && Date.now() < deadline) await sleep(100)
+}
+
+async function hasPartitions (admin: Admin, topic: string, partitions: number): Promise<boolean> {
+  const [metadata] = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => [])
+  return metadata?.partitions.length === partitions
 }
