@@ -119,6 +119,11 @@ async function queriedFinals (fastify: FastifyInstance, from: number, to: number
   return rows.sort((a, b) => a.page.localeCompare(b.page) || a.start - b.start)
 }
 
+async function rekeyed (fastify: FastifyInstance): Promise<number> {
+  const metrics = (await fastify.inject('/metrics')).body
+  return Number(/analytics_repartition_records_rekeyed_total\{[^}]*\} (\d+)/.exec(metrics)?.[1] ?? 0)
+}
+
 function perPage (events: Spread[], measure: 'count' | 'durationSum'): Record<string, number> {
   const totals: Record<string, number> = {}
   for (const page of [...PAGES].sort()) totals[page] = 0
@@ -149,7 +154,10 @@ t.test('null-keyed, round-robin and foreign-keyed input: R4, SSE and the query A
   const from = Math.floor((Date.now() - 120_000) / SIZE) * SIZE
   const events = spreadEvents(600, from, 20)
   const end = flush(from + 20_000 + GRACE)
-  await writeSpread(topics.input, [...events, ...end])
+  await writeSpread(topics.input, events)
+  // the stage re-keys each input partition on its own: a flush written with the events could pass them
+  await waitFor('every event re-keyed', async () => await rekeyed(fastify) === events.length, 30_000)
+  await writeSpread(topics.input, end)
   const spread = await inputSpread(topics.input, events.length + end.length)
   t.ok(PAGES.every((page) => (spread.get(page)?.size ?? 0) === PARTITIONS), 'every page on every input partition')
 
@@ -174,11 +182,11 @@ t.test('null-keyed, round-robin and foreign-keyed input: R4, SSE and the query A
   const ready = (await fastify.inject('/health/ready')).json() as Readiness
   t.same(ready.checks.repartition, { ok: true, detail: `${PARTITIONS} partition(s) of ${topics.input} assigned` },
     'the stage joins the readiness checks')
-  const rekeyed = await readTopic(topics.repartition, { count: all.length, settleMs: 300 })
+  const repartitioned = await readTopic(topics.repartition, { count: all.length, settleMs: 300 })
   const pageOf = (value: string | null) => (JSON.parse(value ?? '{}') as { name: string }).name
-  t.ok(rekeyed.every((record) => record.key === pageOf(record.value)), 'the repartition topic is keyed by page')
+  t.ok(repartitioned.every((record) => record.key === pageOf(record.value)), 'the repartition topic is keyed by page')
   const byPage = new Map<string, Set<number>>()
-  for (const record of rekeyed) byPage.set(record.key!, (byPage.get(record.key!) ?? new Set()).add(record.partition))
+  for (const { key, partition } of repartitioned) byPage.set(key!, (byPage.get(key!) ?? new Set()).add(partition))
   t.ok([...byPage.values()].every((partitions) => partitions.size === 1), 'each page on one repartition partition')
 })
 
@@ -189,8 +197,9 @@ t.test('a bad record on the input goes to its dead-letter topic with the reason,
   await writeRecords(topics.input, [
     { value: valueOf({ page: 'home', user: 'a', at: from + 10, duration: 5, key: null }) },
     { key: 'x', value: 'not json', headers: { 'event-id': 'poison' } },
-    ...flush(from + 5_000 + GRACE).map((e) => ({ value: valueOf(e) })),
   ])
+  await waitFor('the event re-keyed', async () => await rekeyed(fastify) === 1, 30_000)
+  await writeRecords(topics.input, flush(from + 5_000 + GRACE).map((e) => ({ value: valueOf(e) })))
   const letters = await readTopic(topics.dlq, { count: 1, settleMs: 500 })
   t.same(letters.map((r) => [r.value, r.headers['event-id'], r.headers['dlq-source-topic']]),
     [['not json', 'poison', topics.input]], 'from the input, once')
@@ -247,6 +256,8 @@ t.test('SIGKILL of the role while a spread input flows: exactly once through the
   }
   await writing
   t.ok(roles.length === 4, 'three kills while writing')
+  // the flush goes in once the stage re-keyed everything: on its own partition it could pass other events
+  await readTopic(topics.repartition, { count: events.length, settleMs: 200, timeoutMs: 60_000 })
   const end = [0, 1, 2].flatMap((partition) => flush(T0 + 300_000).map((e) => ({ ...e, partition })))
   await writeSpread(topics.input, end)
   const expected = truth(events)
