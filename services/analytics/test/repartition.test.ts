@@ -100,7 +100,8 @@ async function listening (fastify: FastifyInstance): Promise<string> {
 }
 
 interface QueryWindow {
-  windowStart: string, count: number, durationSum: number, distinctUsers: number, longViews: number, final: boolean
+  windowStart: string, count: number, durationSum: number, distinctUsers: number, longViews: number, final: boolean,
+  combinedFinals?: number
 }
 
 /** The finals the query API serves for every page, as rows comparable with the truth. */
@@ -230,6 +231,9 @@ t.test('ANALYTICS_INPUT_PARTITIONED_BY_PAGE on a spread input: the view sums sev
   const strip = (rows: FinalRow[]) => rows.map(({ distinctUsers: _users, ...row }) => row)
   t.same(strip(served), strip(expected), 'the query API sums them: count, durationSum and longViews exact')
   t.ok(served.every((row, i) => row.distinctUsers >= expected[i]!.distinctUsers), 'distinct users an upper bound')
+  const range = `from=${new Date(from).toISOString()}&to=${new Date(from + 20_000).toISOString()}`
+  const { windows } = (await fastify.inject(`/api/pages/home/windows?${range}`)).json() as { windows: QueryWindow[] }
+  t.ok(windows.some((w) => (w.combinedFinals ?? 0) >= 2), 'a summed window says how many finals it combines')
   t.match((await fastify.inject('/metrics')).body, /analytics_view_combined_finals_total\{role="analytics"\} [1-9]/,
     'and counted in a metric')
 })
