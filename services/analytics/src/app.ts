@@ -71,6 +71,8 @@ export const role: Role<typeof config> = {
     if (config.ANALYTICS_PROCESSOR) {
       const { admin } = fastify.kafka
       const starting: Array<Promise<void>> = []
+      // R2's partition count, which the repartition topic has too
+      await ensureChangelog(admin, config.ANALYTICS_INPUT_TOPIC, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
       if (rekey) {
         await ensureRepartitionTopic(admin, config.ANALYTICS_INPUT_TOPIC, topics.input, config.KAFKA_TOPIC_REPLICATION)
         const stage = repartitionStage({
@@ -94,8 +96,6 @@ export const role: Role<typeof config> = {
         // the stage and the windows start side by side: a restart is ready sooner
         starting.push(stage.start())
       }
-      // R2's partition count, which the repartition topic has too
-      await ensureChangelog(admin, config.ANALYTICS_INPUT_TOPIC, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
       const processor = new WindowProcessor({
         client: fastify.kafka.client,
         connection,
