@@ -6,6 +6,7 @@ import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
 import { WindowProcessor } from './processor.js'
+import { ensureRepartitionTopic, repartitionStage, repartitionTopic } from './repartition.js'
 import { windowSpec } from './windows.js'
 
 const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
@@ -19,6 +20,11 @@ const config = {
   ANALYTICS_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-analytics', description: 'consumer group of the processor replicas' }),
   ANALYTICS_INSTANCE_ID: Type.String({ minLength: 1, default: hostname(), description: 'stable id of this replica; transactional.id is <group id>-<instance id>' }),
   ANALYTICS_STATIC_MEMBERSHIP: Type.Boolean({ default: true, description: 'join the group as a static member (group.instance.id = transactional.id): a restart with the same instance id takes its partitions back without a rebalance; turn off when instance ids change per restart' }),
+  ANALYTICS_INPUT_PARTITIONED_BY_PAGE: Type.Boolean({
+    default: false,
+    description: 'every writer keys the input by page with one partitioner: skip the repartition hop ' +
+      '(<group id>-repartition) and window the input directly; false counts right whatever the keys and partitions',
+  }),
   ANALYTICS_PROCESSOR: Type.Boolean({ default: true, description: 'run the R2 -> R4 processor (false: serve the view of R4 only)' }),
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
@@ -49,8 +55,10 @@ export const role: Role<typeof config> = {
   app: async (fastify, { config }) => {
     const spec = windowSpec(config)
     const connection = connectionProperties(config)
+    const rekey = !config.ANALYTICS_INPUT_PARTITIONED_BY_PAGE
     const topics = {
-      input: config.ANALYTICS_INPUT_TOPIC,
+      // the windows read the input re-keyed by page, unless it is known to be keyed so already
+      input: rekey ? repartitionTopic(config.ANALYTICS_GROUP_ID) : config.ANALYTICS_INPUT_TOPIC,
       output: config.ANALYTICS_OUTPUT_TOPIC,
       changelog: config.ANALYTICS_CHANGELOG_TOPIC || `${config.ANALYTICS_GROUP_ID}-windows-changelog`,
       late: config.ANALYTICS_LATE_TOPIC || `${config.ANALYTICS_INPUT_TOPIC}.late`,
@@ -58,10 +66,38 @@ export const role: Role<typeof config> = {
     }
     // security headers first, so that every route of the role gets them
     await fastify.register(fp(dashboardPlugin), { root: config.WEB_ROOT || webRoot() })
-    await fastify.kafka.ensureTopics([{ topic: topics.input }, { topic: topics.output }, { topic: topics.late }, { topic: topics.deadLetter }])
+    // R2, not topics.input: the repartition topic is created with R2's partition count below
+    const created = [config.ANALYTICS_INPUT_TOPIC, topics.output, topics.late, topics.deadLetter]
+    await fastify.kafka.ensureTopics(created.map((topic) => ({ topic })))
 
     if (config.ANALYTICS_PROCESSOR) {
-      await ensureChangelog(fastify.kafka.admin, topics.input, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
+      const { admin } = fastify.kafka
+      const starting: Array<Promise<void>> = []
+      // R2's partition count, which the repartition topic has too
+      await ensureChangelog(admin, config.ANALYTICS_INPUT_TOPIC, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
+      if (rekey) {
+        await ensureRepartitionTopic(admin, config.ANALYTICS_INPUT_TOPIC, topics.input, config.KAFKA_TOPIC_REPLICATION)
+        const stage = repartitionStage({
+          client: fastify.kafka.client,
+          log: fastify.log.child({ component: 'repartition' }),
+          metrics: fastify.metrics,
+          input: config.ANALYTICS_INPUT_TOPIC,
+          output: topics.input,
+          deadLetter: topics.deadLetter,
+          groupId: config.ANALYTICS_GROUP_ID,
+          instanceId: config.ANALYTICS_INSTANCE_ID,
+          staticMembership: config.ANALYTICS_STATIC_MEMBERSHIP,
+        })
+        fastify.addHook('onClose', async () => { await stage.stop() })
+        fastify.health.addCheck('repartition', () => {
+          const problem = stage.problem ?? (stage.assignment === undefined ? 'joining its consumer group' : undefined)
+          if (problem !== undefined) return { ok: false, detail: problem }
+          const owned = stage.assignment?.length
+          return { ok: true, detail: `${owned} partition(s) of ${config.ANALYTICS_INPUT_TOPIC} assigned` }
+        })
+        // the stage and the windows start side by side: a restart is ready sooner
+        starting.push(stage.start())
+      }
       const processor = new WindowProcessor({
         client: fastify.kafka.client,
         connection,
@@ -78,7 +114,10 @@ export const role: Role<typeof config> = {
       })
       fastify.health.addCheck('processor', () => processor.readiness())
       fastify.addHook('onClose', async () => { await processor.stop() })
-      await processor.start()
+      starting.push(processor.start())
+      // both settle before a failure closes the role, so that no client is closed while it opens
+      const failed = (await Promise.allSettled(starting)).find((result) => result.status === 'rejected')
+      if (failed !== undefined) throw failed.reason
       fastify.log.info({ topics, spec, transactionalId: processor.transactionalId }, 'processor started')
     }
 
