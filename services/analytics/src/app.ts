@@ -2,11 +2,12 @@ import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { Type, type StaticDecode, type TObject } from '@sinclair/typebox'
 import fp from 'fastify-plugin'
-import { type Role, TopicName, commonConfig, connectionProperties, deadLetterTopic } from '@pagestream/core'
+import { type Role, TopicName, commonConfig, connectionProperties, corsConfig, deadLetterTopic } from '@pagestream/core'
 import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
 import { WindowProcessor } from './processor.js'
+import { ensureRepartitionTopic, repartitionStage, repartitionTopic } from './repartition.js'
 import { TimeSourceSchema, windowSpec } from './windows.js'
 
 const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
@@ -32,6 +33,11 @@ const config = {
       '(group.instance.id = transactional.id): a restart with the same instance id takes its partitions back ' +
       'without a rebalance; never without an instance id',
   }),
+  ANALYTICS_INPUT_PARTITIONED_BY_PAGE: Type.Boolean({
+    default: false,
+    description: 'every writer keys the input by page with one partitioner: skip the repartition hop ' +
+      '(<group id>-repartition) and window the input directly; false counts right whatever the keys and partitions',
+  }),
   ANALYTICS_PROCESSOR: Type.Boolean({ default: true, description: 'run the R2 -> R4 processor (false: serve the view of R4 only)' }),
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
@@ -51,6 +57,8 @@ const config = {
   SSE_MAX_CLIENTS: Type.Integer({ minimum: 1, default: 200, description: 'event-stream clients served at once; more get 503' }),
   SSE_CLIENT_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 262_144, description: 'unread bytes after which a slow SSE client is dropped' }),
   SSE_REPLAY_EVENTS: Type.Integer({ minimum: 1, default: 120, description: 'events per stream kept for Last-Event-ID resume' }),
+  SSE_STALL_TIMEOUT_MS: Millis(30_000, 'an SSE client whose socket has not drained for this long is dropped', 100),
+  ...corsConfig(),
   WEB_ROOT: Type.String({ default: '', description: 'folder of the dashboard files (empty: the @pagestream/web package)' }),
 }
 
@@ -63,8 +71,10 @@ export const role: Role<typeof config> = {
   app: async (fastify, { config }) => {
     const spec = windowSpec(config)
     const connection = connectionProperties(config)
+    const rekey = !config.ANALYTICS_INPUT_PARTITIONED_BY_PAGE
     const topics = {
-      input: config.ANALYTICS_INPUT_TOPIC,
+      // the windows read the input re-keyed by page, unless it is known to be keyed so already
+      input: rekey ? repartitionTopic(config.ANALYTICS_GROUP_ID) : config.ANALYTICS_INPUT_TOPIC,
       output: config.ANALYTICS_OUTPUT_TOPIC,
       changelog: config.ANALYTICS_CHANGELOG_TOPIC || `${config.ANALYTICS_GROUP_ID}-windows-changelog`,
       late: config.ANALYTICS_LATE_TOPIC || `${config.ANALYTICS_INPUT_TOPIC}.late`,
@@ -73,11 +83,41 @@ export const role: Role<typeof config> = {
     }
     // security headers first, so that every route of the role gets them
     await fastify.register(fp(dashboardPlugin), { root: config.WEB_ROOT || webRoot() })
-    await fastify.kafka.ensureTopics([{ topic: topics.input }, { topic: topics.output }, { topic: topics.late }, { topic: topics.deadLetter }])
-    if (topics.compat !== undefined) await fastify.kafka.ensureTopics([{ topic: topics.compat }])
+    // R2, not topics.input: the repartition topic is created with R2's partition count below
+    const created = [config.ANALYTICS_INPUT_TOPIC, topics.output, topics.late, topics.deadLetter, topics.compat]
+    await fastify.kafka.ensureTopics(created.filter((topic) => topic !== undefined).map((topic) => ({ topic })))
 
     if (config.ANALYTICS_PROCESSOR) {
-      await ensureChangelog(fastify.kafka.admin, topics.input, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
+      const instanceId = config.ANALYTICS_INSTANCE_ID || `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+      // a generated id is new per process: a static member of that name would never come back
+      const staticMembership = config.ANALYTICS_STATIC_MEMBERSHIP && config.ANALYTICS_INSTANCE_ID !== ''
+      const { admin } = fastify.kafka
+      const starting: Array<Promise<void>> = []
+      // R2's partition count, which the repartition topic has too
+      await ensureChangelog(admin, config.ANALYTICS_INPUT_TOPIC, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
+      if (rekey) {
+        await ensureRepartitionTopic(admin, config.ANALYTICS_INPUT_TOPIC, topics.input, config.KAFKA_TOPIC_REPLICATION)
+        const stage = repartitionStage({
+          client: fastify.kafka.client,
+          log: fastify.log.child({ component: 'repartition' }),
+          metrics: fastify.metrics,
+          input: config.ANALYTICS_INPUT_TOPIC,
+          output: topics.input,
+          deadLetter: topics.deadLetter,
+          groupId: config.ANALYTICS_GROUP_ID,
+          instanceId,
+          staticMembership,
+        })
+        fastify.addHook('onClose', async () => { await stage.stop() })
+        fastify.health.addCheck('repartition', () => {
+          const problem = stage.problem ?? (stage.assignment === undefined ? 'joining its consumer group' : undefined)
+          if (problem !== undefined) return { ok: false, detail: problem }
+          const owned = stage.assignment?.length
+          return { ok: true, detail: `${owned} partition(s) of ${config.ANALYTICS_INPUT_TOPIC} assigned` }
+        })
+        // the stage and the windows start side by side: a restart is ready sooner
+        starting.push(stage.start())
+      }
       const processor = new WindowProcessor({
         client: fastify.kafka.client,
         connection,
@@ -85,9 +125,8 @@ export const role: Role<typeof config> = {
         metrics: fastify.metrics,
         topics,
         groupId: config.ANALYTICS_GROUP_ID,
-        instanceId: config.ANALYTICS_INSTANCE_ID || `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`,
-        // a generated id is new per process: a static member of that name would never come back
-        staticMembership: config.ANALYTICS_STATIC_MEMBERSHIP && config.ANALYTICS_INSTANCE_ID !== '',
+        instanceId,
+        staticMembership,
         spec,
         timeSource: config.WINDOW_TIME_SOURCE,
         idleCloseMs: config.WINDOW_IDLE_CLOSE_MS,
@@ -97,7 +136,10 @@ export const role: Role<typeof config> = {
       })
       fastify.health.addCheck('processor', () => processor.readiness())
       fastify.addHook('onClose', async () => { await processor.stop() })
-      await processor.start()
+      starting.push(processor.start())
+      // both settle before a failure closes the role, so that no client is closed while it opens
+      const failed = (await Promise.allSettled(starting)).find((result) => result.status === 'rejected')
+      if (failed !== undefined) throw failed.reason
       fastify.log.info({ topics, spec, transactionalId: processor.transactionalId }, 'processor started')
     }
 
@@ -116,7 +158,9 @@ export const role: Role<typeof config> = {
         clientBufferBytes: config.SSE_CLIENT_BUFFER_BYTES,
         heartbeatMs: config.SSE_HEARTBEAT_MS,
         replayEvents: config.SSE_REPLAY_EVENTS,
+        stallTimeoutMs: config.SSE_STALL_TIMEOUT_MS,
       },
+      corsOrigins: config.CORS_ORIGINS,
     })
   },
 }

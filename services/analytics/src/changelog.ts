@@ -1,3 +1,4 @@
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { Admin } from '@pagestream/core'
 
 /**
@@ -24,22 +25,38 @@ export const CHANGELOG_CONFIG: Readonly<Record<string, string>> = {
  * @confluentinc/kafka-javascript has no describeConfigs/alterConfigs), see the README.
  */
 export async function ensureChangelog (admin: Admin, input: string, changelog: string, replication: number): Promise<void> {
-  const [source] = await admin.fetchTopicMetadata({ topics: [input] })
-  const partitions = source?.partitions.length ?? 0
-  if ((await admin.listTopics()).includes(changelog)) {
-    const [existing] = await admin.fetchTopicMetadata({ topics: [changelog] })
+  await ensureCopartitioned(admin, input, changelog, replication, CHANGELOG_CONFIG)
+}
+
+/** Creates `topic` with the partition count of `source`, or refuses an existing one whose count differs. */
+export async function ensureCopartitioned (
+  admin: Admin, source: string, topic: string, replication: number, config: Readonly<Record<string, string>> = {},
+): Promise<void> {
+  const [metadata] = await admin.fetchTopicMetadata({ topics: [source] })
+  const partitions = metadata?.partitions.length ?? 0
+  if ((await admin.listTopics()).includes(topic)) {
+    const [existing] = await admin.fetchTopicMetadata({ topics: [topic] })
     if (existing?.partitions.length !== partitions) {
-      throw new Error(`changelog ${changelog} has ${existing?.partitions.length} partitions but ${input} has ${partitions}; they must match`)
+      const found = existing?.partitions.length
+      throw new Error(`${topic} has ${found} partitions but ${source} has ${partitions}; they must match`)
     }
     return
   }
   await admin.createTopics({
     timeout: 10_000,
     topics: [{
-      topic: changelog,
+      topic,
       numPartitions: partitions,
       replicationFactor: replication,
-      configEntries: Object.entries(CHANGELOG_CONFIG).map(([name, value]) => ({ name, value })),
+      configEntries: Object.entries(config).map(([name, value]) => ({ name, value })),
     }],
   })
+  // the next reader of its metadata (a consumer, or the changelog made like it) must find it
+  const deadline = Date.now() + 10_000
+  while (!await hasPartitions(admin, topic, partitions) && Date.now() < deadline) await sleep(100)
+}
+
+async function hasPartitions (admin: Admin, topic: string, partitions: number): Promise<boolean> {
+  const [metadata] = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => [])
+  return metadata?.partitions.length === partitions
 }

@@ -1,8 +1,8 @@
 import { Type } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { ErrorResponse, HttpError, type Admin } from '@pagestream/core'
-import type { Registry } from 'prom-client'
+import { ErrorResponse, HttpError, type Admin, allowCrossOrigin } from '@pagestream/core'
+import { Counter, type Registry } from 'prom-client'
 import { SseHub } from './sse.js'
 import { AnalyticsView } from './view.js'
 import { ViewFeed } from './view-feed.js'
@@ -18,7 +18,10 @@ export interface LiveOptions {
   countSpanMs: number
   durationSpanMs: number
   intervalMs: number
-  sse: { maxClients: number, clientBufferBytes: number, heartbeatMs: number, replayEvents: number }
+  sse: { maxClients: number, clientBufferBytes: number, stallTimeoutMs: number, heartbeatMs: number,
+    replayEvents: number }
+  /** Origins whose pages may read the streams and the query API (CORS); empty: none. */
+  corsOrigins: readonly string[]
 }
 
 /** Soonest a change in R4 is pushed after the previous push. */
@@ -39,8 +42,19 @@ const WindowsResponse = Type.Object({
 /** The view of R4 every replica holds, its two event streams, and the query API. */
 export async function liveRoutes (fastify: FastifyInstance, options: LiveOptions): Promise<void> {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  const view = new AnalyticsView(options.spec, options.retentionMs)
+  const combinedFinals = new Counter({
+    name: 'analytics_view_combined_finals_total',
+    help: 'final window records from a second writer of one page-window, summed by the view (none with the hop)',
+    registers: [options.metrics],
+  })
+  const view = new AnalyticsView(options.spec, options.retentionMs, (page, windowStart, finals) => {
+    combinedFinals.inc()
+    fastify.log.warn({ page, windowStart, finals },
+      'a page-window has finals from several writers; the view sums them (is the input really keyed by page?)')
+  })
   const hub = new SseHub({ ...options.sse, log: fastify.log.child({ component: 'sse' }), metrics: options.metrics })
+  // EventSource sends Last-Event-ID when it reconnects
+  await allowCrossOrigin(fastify, { origins: options.corsOrigins, methods: ['GET'], allowedHeaders: ['last-event-id'] })
 
   const push = () => {
     const now = Date.now()

@@ -8,6 +8,8 @@ export interface SseOptions {
   maxClients: number
   /** Bytes a client may leave unread in its socket buffer before it is dropped. */
   clientBufferBytes: number
+  /** How long a client's socket may go without draining before it is dropped. */
+  stallTimeoutMs: number
   heartbeatMs: number
   /** Events each channel keeps for Last-Event-ID resume. */
   replayEvents: number
@@ -18,7 +20,11 @@ export interface SseOptions {
 interface Client {
   channel: string
   response: ServerResponse
+  /** Set while the socket holds data it has not been able to send; fires the drop. */
+  stall: NodeJS.Timeout | undefined
 }
+
+type DropReason = 'buffer' | 'stalled'
 
 interface SentEvent { seq: number, frame: string }
 
@@ -32,19 +38,25 @@ export class SseHub {
   readonly #clients = new Set<Client>()
   readonly #history = new Map<string, SentEvent[]>()
   /**
-   * Event ids are `<boot>-<n>`: n counts from 1 in each hub, and every replica (and every restart)
+   * Event ids are `<boot>-<n>`: n counts from 1 in each channel, and every replica (and every restart)
    * has its own boot id, so a Last-Event-ID from another replica behind the same service, or from
    * before a restart, is recognised as unknown instead of "resuming" against an unrelated history.
    */
   readonly #boot = randomBytes(6).toString('hex')
-  #nextSeq = 1
+  /** Per channel, so a stream's ids step by 1 whatever the other streams send. */
+  readonly #nextSeq = new Map<string, number>()
   readonly #heartbeat: NodeJS.Timeout
-  readonly #dropped: Counter<'channel'>
+  readonly #dropped: Counter<'channel' | 'reason'>
 
   constructor (options: SseOptions) {
     this.#options = options
     const registers = [options.metrics]
-    this.#dropped = new Counter({ name: 'analytics_sse_clients_dropped_total', help: 'SSE clients dropped because they did not read', labelNames: ['channel'], registers })
+    this.#dropped = new Counter({
+      name: 'analytics_sse_clients_dropped_total',
+      help: 'SSE clients dropped because they did not read (reason: buffer full, or stalled too long)',
+      labelNames: ['channel', 'reason'],
+      registers,
+    })
     const gauge: Gauge<'channel'> = new Gauge({
       name: 'analytics_sse_clients',
       help: 'connected SSE clients',
@@ -67,7 +79,8 @@ export class SseHub {
 
   /** Sends `data` (one JSON line) as the next event of the channel to all its clients. */
   publish (channel: string, data: string): string {
-    const seq = this.#nextSeq++
+    const seq = this.#nextSeq.get(channel) ?? 1
+    this.#nextSeq.set(channel, seq + 1)
     const id = `${this.#boot}-${seq}`
     const event = { seq, frame: `id: ${id}\ndata: ${data}\n\n` }
     const history = this.#history.get(channel) ?? []
@@ -87,18 +100,24 @@ export class SseHub {
     if (this.#clients.size >= this.#options.maxClients) {
       throw new HttpError(503, `at most ${this.#options.maxClients} event-stream clients; try again later`, { 'retry-after': '5' })
     }
+    // headers hooks set on the reply (CORS) would be lost by hijacking: the stream sends them itself
+    const hookHeaders = Object.entries(reply.getHeaders())
     reply.hijack()
     const response = reply.raw
+    for (const [name, value] of hookHeaders) if (value !== undefined) response.setHeader(name, value)
     response.writeHead(200, {
       'content-type': 'text/event-stream; charset=utf-8',
       'cache-control': 'no-cache, no-transform',
       connection: 'keep-alive',
       'x-accel-buffering': 'no',
     })
-    const client: Client = { channel, response }
+    const client: Client = { channel, response, stall: undefined }
     this.#clients.add(client)
     request.raw.socket.setNoDelay(true)
-    response.on('close', () => { this.#clients.delete(client) })
+    response.on('close', () => {
+      clearTimeout(client.stall)
+      this.#clients.delete(client)
+    })
     this.#write(client, 'retry: 2000\n\n')
     const history = this.#history.get(channel) ?? []
     const header = request.headers['last-event-id']
@@ -122,19 +141,36 @@ export class SseHub {
       return
     }
     if (response.writableLength + Buffer.byteLength(frame) > this.#options.clientBufferBytes) {
-      this.#options.log.warn({ channel: client.channel, unread: response.writableLength }, 'dropping an SSE client that does not read')
-      this.#dropped.inc({ channel: client.channel })
-      this.#clients.delete(client)
-      response.destroy()
+      this.#drop(client, 'buffer')
       return
     }
-    response.write(frame)
+    const flushed = response.write(frame)
+    // a slow reader fills the buffer slowly: the clock bounds how long its unsent bytes are held
+    if (!flushed && client.stall === undefined) {
+      client.stall = setTimeout(() => this.#drop(client, 'stalled'), this.#options.stallTimeoutMs)
+      client.stall.unref()
+      response.once('drain', () => {
+        clearTimeout(client.stall)
+        client.stall = undefined
+      })
+    }
+  }
+
+  #drop (client: Client, reason: DropReason): void {
+    const { channel, response } = client
+    const unread = response.writableLength
+    this.#options.log.warn({ channel, reason, unread }, 'dropping an SSE client that does not read')
+    this.#dropped.inc({ channel, reason })
+    clearTimeout(client.stall)
+    this.#clients.delete(client)
+    response.destroy()
   }
 
   /** Ends every stream; a client that does not read cannot drain the end, so its socket is destroyed. */
   close (): void {
     clearInterval(this.#heartbeat)
-    for (const { response } of this.#clients) {
+    for (const { response, stall } of this.#clients) {
+      clearTimeout(stall)
       response.end()
       if (response.writableLength > 0) response.destroy()
     }

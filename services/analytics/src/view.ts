@@ -1,12 +1,15 @@
 import { type WindowRecord, slicesOf } from './windows.js'
 
 interface HeldWindow {
+  /** What the view shows: the latest update, the final, or the sum of several writers' finals. */
   record: WindowRecord
   start: number
   end: number
   /** The record's sub-totals, or one slice (the whole window) for a record written before slices existed. */
   sliceMs: number
   slices: Record<Measure, number[]>
+  /** Final records received, one per writer. */
+  finals: WindowRecord[]
 }
 
 export type Measure = 'count' | 'durationSum'
@@ -14,17 +17,59 @@ export type Measure = 'count' | 'durationSum'
 /** A tile of a rolling span: the part [start, until) of the window starting at `start`. */
 export interface Tile { start: number, until: number }
 
+/** Called when a window got final records from more than one writer and the view summed them. */
+export type CombinedFinalsListener = (page: string, windowStart: string, finals: number) => void
+
+/** Finals that report the same totals: the same record read twice, not a second writer. */
+function sameTotals (a: WindowRecord, b: WindowRecord): boolean {
+  return a.count === b.count && a.durationSum === b.durationSum &&
+    a.distinctUsers === b.distinctUsers && a.longViews === b.longViews
+}
+
+/**
+ * The sum of the finals of several writers: each counted other events (a page-window split over
+ * input partitions), so counts, sums and slices add up; distinct users may overlap and is an upper bound.
+ */
+function combineFinals (finals: WindowRecord[], start: number, end: number): WindowRecord {
+  const parts = finals.map((record) => slicesOf(record, start, end))
+  const first = parts[0]!
+  const aligned = parts.every((part) =>
+    part.sliceMs === first.sliceMs && part.sliceCounts.length === first.sliceCounts.length)
+  const sum = (pick: (record: WindowRecord) => number) => finals.reduce((total, record) => total + pick(record), 0)
+  const sumSlices = (pick: (part: typeof first) => number[]) =>
+    first.sliceCounts.map((_, i) => parts.reduce((total, part) => total + pick(part)[i]!, 0))
+  return {
+    ...finals[0]!,
+    count: sum((r) => r.count),
+    durationSum: sum((r) => r.durationSum),
+    distinctUsers: sum((r) => r.distinctUsers),
+    longViews: sum((r) => r.longViews),
+    final: true,
+    // slices of another length cannot be added slice by slice: the window becomes one slice
+    sliceMs: aligned ? first.sliceMs : end - start,
+    sliceCounts: aligned ? sumSlices((part) => part.sliceCounts) : [sum((r) => r.count)],
+    sliceDurationSums: aligned ? sumSlices((part) => part.sliceDurationSums) : [sum((r) => r.durationSum)],
+    combinedFinals: finals.length,
+  }
+}
+
 /**
  * The latest record of every (page, window) read from R4, for every page, so any replica can
  * answer for all of them. Windows older than the retention are pruned, and a page whose windows
- * are all pruned is forgotten.
+ * are all pruned is forgotten. Each page-window has one writer when the input is repartitioned by
+ * page; should a second writer's final arrive anyway (an input wrongly declared keyed by page), the
+ * finals are summed, never replaced, and reported to `onCombinedFinals`.
  */
 export class AnalyticsView {
   readonly #pages = new Map<string, Map<number, HeldWindow>>()
 
-  constructor (readonly spec: { sizeMs: number, advanceMs: number, sliceMs: number }, readonly retentionMs: number) {}
+  constructor (
+    readonly spec: { sizeMs: number, advanceMs: number, sliceMs: number },
+    readonly retentionMs: number,
+    private readonly onCombinedFinals: CombinedFinalsListener = () => {},
+  ) {}
 
-  /** Keeps the record unless the view already holds the final one of that window. */
+  /** Keeps the record unless the view already holds a final of that window; a second writer's final is added. */
   apply (record: WindowRecord): boolean {
     const start = Date.parse(record.windowStart)
     const end = Date.parse(record.windowEnd)
@@ -35,9 +80,20 @@ export class AnalyticsView {
       this.#pages.set(record.page, windows)
     }
     const held = windows.get(start)
-    if (held?.record.final === true && !record.final) return false
-    const { sliceMs, sliceCounts, sliceDurationSums } = slicesOf(record, start, end)
-    windows.set(start, { record, start, end, sliceMs, slices: { count: sliceCounts, durationSum: sliceDurationSums } })
+    let finals: WindowRecord[] = []
+    let shown = record
+    if (held !== undefined && held.finals.length > 0) {
+      if (!record.final) return false
+      const known = held.finals.findIndex((final) => sameTotals(final, record))
+      finals = known >= 0 ? held.finals.map((final, i) => (i === known ? record : final)) : [...held.finals, record]
+      if (finals.length > 1) shown = combineFinals(finals, start, end)
+      if (known < 0) this.onCombinedFinals(record.page, record.windowStart, finals.length)
+    } else if (record.final) {
+      finals = [record]
+    }
+    const { sliceMs, sliceCounts, sliceDurationSums } = slicesOf(shown, start, end)
+    const slices = { count: sliceCounts, durationSum: sliceDurationSums }
+    windows.set(start, { record: shown, start, end, sliceMs, slices, finals })
     return true
   }
 

@@ -106,6 +106,11 @@ export const WindowRecordSchema = Type.Object({
   sliceMs: Type.Optional(Type.Integer({ minimum: 1, description: 'length of a slice: the window is cut into (windowEnd - windowStart) / sliceMs slices, each starting at windowStart + i * sliceMs' })),
   sliceCounts: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'events per slice, oldest first' })),
   sliceDurationSums: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'sum of durations per slice, oldest first' })),
+  // never written by the processor: the view sets it when it summed the finals of several writers
+  combinedFinals: Type.Optional(Type.Integer({
+    minimum: 2,
+    description: 'finals of this window from different writers that the view summed (distinctUsers an upper bound)',
+  })),
 }, { $id: 'WindowRecord' })
 export type WindowRecord = Static<typeof WindowRecordSchema>
 

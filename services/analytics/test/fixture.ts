@@ -6,18 +6,23 @@ import { waitFor } from '../../../test/helpers/wait.js'
 
 interface Teardown { teardown(fn: () => unknown): void }
 
-export interface AnalyticsTopics { input: string, output: string, group: string, changelog: string, late: string, dlq: string }
+export interface AnalyticsTopics {
+  input: string, output: string, group: string, changelog: string, late: string, dlq: string, repartition: string
+}
 
 /** Fresh topic and group names for one test; the input is created with the given partitions. */
 export async function analyticsTopics (t: Teardown, prefix: string, partitions = 1): Promise<AnalyticsTopics> {
   const input = uniqueName(`${prefix}-in`)
   const output = uniqueName(`${prefix}-out`)
   const group = uniqueName(`${prefix}-group`)
-  const names = { input, output, group, changelog: `${group}-windows-changelog`, late: `${input}.late`, dlq: `${input}.dlq` }
+  const names = {
+    input, output, group, changelog: `${group}-windows-changelog`, late: `${input}.late`, dlq: `${input}.dlq`,
+    repartition: `${group}-repartition`,
+  }
   await createTopics(t, [input, output], partitions)
   t.teardown(async () => {
     const { deleteTopics } = await import('../../../test/helpers/kafka.js')
-    await deleteTopics([names.changelog, names.late, names.dlq])
+    await deleteTopics([names.changelog, names.late, names.dlq, names.repartition])
   })
   return names
 }

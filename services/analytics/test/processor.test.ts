@@ -55,7 +55,9 @@ t.test('tumbling windows: exact finals with out-of-order, late and malformed inp
   t.equal(late[0]?.headers['late-windows-missed'], '1')
   t.equal(late[0]?.headers['late-stream-time'], new Date(at(8_000)).toISOString())
 
-  const dead = await readTopic(topics.dlq, { count: 2 })
+  // the repartition stage dead-letters what is not a PageEvent, the windows what is dated too far ahead
+  const notJson = (record: { value: string | null }) => (record.value === 'not json' ? 1 : 0)
+  const dead = (await readTopic(topics.dlq, { count: 2 })).sort((a, b) => notJson(a) - notJson(b))
   t.equal(dead.length, 2, 'exactly two dead letters')
   t.match(dead[0]?.headers['dlq-error'], /^date: must not be more than 60000 ms ahead of the clock/)
   t.equal(dead[1]?.value, 'not json')
@@ -63,7 +65,8 @@ t.test('tumbling windows: exact finals with out-of-order, late and malformed inp
 
   const metrics = (await fastify.inject('/metrics')).body
   t.match(metrics, /analytics_late_events_total\{role="analytics"\} 1\n/)
-  t.match(metrics, /analytics_dead_letters_total\{role="analytics"\} 2\n/)
+  t.match(metrics, /analytics_dead_letters_total\{role="analytics"\} 1\n/)
+  t.match(metrics, /analytics_repartition_records_dead_lettered_total\{role="analytics"\} 1\n/)
 })
 
 t.test('an event dated ahead of the clock (within EVENT_MAX_FUTURE_MS) does not make on-time events late', async (t) => {

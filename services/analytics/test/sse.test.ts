@@ -97,6 +97,9 @@ t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, s
   await waitFor('a few events', () => first.events.length >= 5)
   t.ok(first.events.every((e) => e.id !== undefined && /^[0-9a-f]+-\d+$/.test(e.id)), 'every event has an id: <boot id>-<number>')
   t.equal(new Set(first.events.map((e) => e.id!.split('-')[0])).size, 1, 'one boot id per process')
+  const seqs = first.events.map((e) => Number(e.id!.split('-')[1]))
+  const steps = seqs.slice(1).map((seq, i) => seq - seqs[i]!)
+  t.same([...new Set(steps)], [1], 'ids step by 1 on each stream, though both streams are pushed together')
   await waitFor('a heartbeat comment', () => first.comments.includes('heartbeat'), 5_000)
   t.pass('heartbeat seen')
   first.close()
@@ -147,7 +150,10 @@ t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, s
 t.test('Last-Event-ID of another replica (or an earlier run) is unknown: the newest event, not a replay of an unrelated history', async (t) => {
   // two hubs: two replicas behind one service, each numbering its events from 1
   const app = Fastify({ logger: false })
-  const hubs = [0, 1].map(() => new SseHub({ maxClients: 10, clientBufferBytes: 65_536, heartbeatMs: 60_000, replayEvents: 100, log: app.log, metrics: new Registry() }))
+  const hubs = [0, 1].map(() => new SseHub({
+    maxClients: 10, clientBufferBytes: 65_536, stallTimeoutMs: 30_000, heartbeatMs: 60_000, replayEvents: 100,
+    log: app.log, metrics: new Registry(),
+  }))
   app.get('/a', (request, reply) => { hubs[0]!.open('c', request, reply) })
   app.get('/b', (request, reply) => { hubs[1]!.open('c', request, reply) })
   t.teardown(async () => { for (const hub of hubs) hub.close(); await app.close() })
@@ -170,6 +176,55 @@ t.test('Last-Event-ID of another replica (or an earlier run) is unknown: the new
   await waitFor('an event on b', () => old.events.length >= 1)
   t.same(old.events.map((e) => e.data), ['"b6"'], 'so does a bare number (an id from before boot ids)')
   old.close()
+})
+
+t.test('a client whose socket does not drain is dropped after SSE_STALL_TIMEOUT_MS, before its byte bound', async (t) => {
+  const app = Fastify({ logger: false })
+  const metrics = new Registry()
+  // a buffer bound no test would reach: only the stall timeout can drop the client
+  const hub = new SseHub({
+    maxClients: 10, clientBufferBytes: 1 << 30, stallTimeoutMs: 500, heartbeatMs: 60_000, replayEvents: 10,
+    log: app.log, metrics,
+  })
+  app.get('/s', (request, reply) => { hub.open('s', request, reply) })
+  app.get('/other', (request, reply) => { hub.open('other', request, reply) })
+  t.teardown(async () => { hub.close(); await app.close() })
+  const base = await listening(app)
+  const dropped = async (reason: string) => {
+    const line = new RegExp(`^analytics_sse_clients_dropped_total\\{[^}]*reason="${reason}"[^}]*\\} (\\d+)`, 'm')
+    return Number(line.exec(await metrics.metrics())?.[1] ?? 0)
+  }
+  const seqs = (client: SseClient) => client.events.map((e) => Number(e.id?.split('-')[1]))
+
+  const reader = await SseClient.open(`${base}/s`)
+  t.teardown(() => reader.close())
+  const other = await SseClient.open(`${base}/other`)
+  t.teardown(() => other.close())
+  const stalled = connect({ host: '127.0.0.1', port: Number(new URL(base).port) })
+  let stalledClosed = false
+  stalled.on('close', () => { stalledClosed = true })
+  stalled.on('error', () => {})
+  t.teardown(() => stalled.destroy())
+  stalled.write('GET /s HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n')
+  stalled.pause()
+  await waitFor('the stalled client to be connected', () => hub.clientCount === 3)
+
+  // 16 KB events until the kernel's buffers are full and the hub's start to hold bytes
+  const frame = JSON.stringify('x'.repeat(16 * 1024))
+  let published = 0
+  const pump = setInterval(() => { hub.publish('s', frame); hub.publish('other', `${published++}`) }, 5)
+  t.teardown(() => clearInterval(pump))
+  await waitFor('the non-draining client to be dropped as stalled', async () => await dropped('stalled') === 1, 30_000)
+  clearInterval(pump)
+  t.equal(await dropped('buffer'), 0, 'not by its buffer bound')
+  stalled.resume()
+  await waitFor('its connection to be closed', () => stalledClosed, 10_000)
+  t.equal(hub.clientCount, 2, 'the clients that read stay connected')
+  await waitFor('the reader to receive every event', () => reader.events.length >= published)
+  t.same(seqs(reader), Array.from({ length: reader.events.length }, (_, i) => i + 1), 'its ids step by 1 from 1')
+  await waitFor('the other stream to receive every event', () => other.events.length >= published)
+  t.same(seqs(other), Array.from({ length: other.events.length }, (_, i) => i + 1),
+    'so do the other stream\'s, unaffected by the first')
 })
 
 t.test('closing the service ends the event streams', async (t) => {

@@ -1,22 +1,6 @@
-import { spawn } from 'node:child_process'
-import { join } from 'node:path'
 import t from 'tap'
-import { TEST_BROKERS, createTopics, readTopic, topicExists, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
-import { ROOT } from '../../../test/helpers/process.js'
-
-function runTool (tool: string, args: string[], stdin = ''): Promise<{ code: number | null, stdout: string, stderr: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(process.execPath, [join(ROOT, 'services', 'console', 'dist', `${tool}.js`), ...args], {
-      env: { ...process.env, KAFKA_BROKERS: TEST_BROKERS },
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (chunk: Buffer) => { stdout += chunk.toString() })
-    child.stderr.on('data', (chunk: Buffer) => { stderr += chunk.toString() })
-    child.once('exit', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(stdin)
-  })
-}
+import { runConsoleTool as runTool } from '../../../test/helpers/console.js'
+import { createTopics, readTopic, topicExists, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
 
 t.test('pagestream-produce sends valid lines keyed by page and reports the bad ones', async (t) => {
   const topic = uniqueName('console-in')

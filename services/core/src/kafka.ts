@@ -54,7 +54,8 @@ export function createKafkaClient (config: KafkaSettings, log: FastifyBaseLogger
 }
 
 /**
- * Idempotent, acks=all, never creates topics. linger.ms=0 sends at once: measured on a local
+ * Idempotent, acks=all, never creates topics, partitions keys as the Java client does (murmur2, where
+ * librdkafka's own default is CRC32). linger.ms=0 sends at once: measured on a local
  * broker, p50 of one awaited send is ~0.6 ms at linger 0 against ~6 ms at librdkafka's default 5.
  */
 export function producerProperties (options: { transactionalId?: string, transactionTimeoutMs?: number, deliveryTimeoutMs?: number, lingerMs?: number } = {}): ProducerConfig {
@@ -63,6 +64,8 @@ export function producerProperties (options: { transactionalId?: string, transac
     acks: -1,
     'linger.ms': options.lingerMs ?? 0,
     'allow.auto.create.topics': false,
+    // murmur2 for keyed records, a random partition for null keys: the Java client and KafkaJS do the same
+    partitioner: 'murmur2_random',
   }
   if (options.deliveryTimeoutMs !== undefined) properties['message.timeout.ms'] = options.deliveryTimeoutMs
   if (options.transactionalId !== undefined) {

@@ -31,9 +31,11 @@ export const PageEventInputSchema = Type.Object({
 export type PageEventInput = Static<typeof PageEventInputSchema>
 
 const inputCheck = TypeCompiler.Compile(PageEventInputSchema)
+const LONE_SURROGATE = /\p{Cs}/u
+const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
 export class InvalidPageEventError extends Error {
-  constructor (readonly field: string, reason: string) {
+  constructor (readonly field: string, readonly reason: string) {
     super(field === '' ? reason : `${field}: ${reason}`)
     this.name = 'InvalidPageEventError'
   }
@@ -58,6 +60,13 @@ export function parsePageEvent (input: unknown): PageEvent {
   if (!inputCheck.Check(input)) {
     const first = inputCheck.Errors(input).First()
     throw first === undefined ? new InvalidPageEventError('', 'not a PageEvent') : describe(first)
+  }
+  for (const field of ['name', 'user'] as const) {
+    // JSON can carry "\ud800", UTF-8 cannot: the key bytes would no longer spell the name
+    if (LONE_SURROGATE.test(input[field])) {
+      const got = JSON.stringify(input[field])
+      throw new InvalidPageEventError(field, `must be well-formed Unicode (got a lone surrogate in ${got})`)
+    }
   }
   const epochMs = typeof input.date === 'number' ? input.date : Date.parse(input.date)
   if (!Number.isFinite(epochMs) || epochMs > LATEST_EPOCH_MS || (typeof input.date === 'string' && !isCalendarDate(input.date))) {
@@ -86,9 +95,16 @@ export function encodePageEvent (event: PageEvent): Buffer {
 
 export function decodePageEvent (value: Buffer | null): PageEvent {
   if (value === null || value.length === 0) throw new InvalidPageEventError('', 'the record has no value')
+  let text: string
+  try {
+    text = strictUtf8.decode(value)
+  } catch {
+    // Buffer#toString would put U+FFFD in place of the bad bytes and change the event
+    throw new InvalidPageEventError('', 'the value is not valid UTF-8')
+  }
   let parsed: unknown
   try {
-    parsed = JSON.parse(value.toString('utf8'))
+    parsed = JSON.parse(text)
   } catch (err) {
     throw new InvalidPageEventError('', `the value is not JSON (${(err as Error).message})`)
   }

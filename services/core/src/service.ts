@@ -34,7 +34,10 @@ export async function createService<P extends TProperties> (
     // on close, idle keep-alive sockets go at once; requests under way finish (SSE streams are ended by their plugin)
     forceCloseConnections: 'idle',
     trustProxy: trustedProxies(config.HTTP_TRUST_PROXY),
-    ajv: { customOptions: { verbose: true } },
+    // a 256-character page name, every character percent-encoded UTF-8 (Fastify's default is 100)
+    routerOptions: { maxParamLength: 256 * 12 },
+    // no type coercion: a body of the wrong types is a 400, as the same record from Kafka is a dead letter
+    ajv: { customOptions: { verbose: true, coerceTypes: false } },
     schemaErrorFormatter: validationMessage,
   })
 

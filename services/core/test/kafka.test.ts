@@ -17,7 +17,8 @@ t.test('ensureTopics creates topics with the given partitions and configs, and t
   const specs = [{ topic: plain }, { topic: compacted, config: { 'cleanup.policy': 'compact' } }]
   await ensureTopics(admin, specs, { partitions: 3, replication: 1 })
   await ensureTopics(admin, specs, { partitions: 3, replication: 1 })
-  const metadata = await withAdmin((a) => a.fetchTopicMetadata({ topics: [plain, compacted] }))
+  // a new topic's metadata reaches every broker listener a moment after createTopics returns
+  const metadata = await waitFor('the new topics in the metadata', () => withAdmin((a) => a.fetchTopicMetadata({ topics: [plain, compacted] })))
   t.same(metadata.map((m) => [m.name, m.partitions.length]).sort(), [[compacted, 3], [plain, 3]].sort())
 })
 

@@ -37,6 +37,10 @@ const refusals: Array<[string, unknown, string, RegExp]> = [
   ['an empty name', { ...valid, name: '' }, 'name', /page name/],
   ['a string where a number belongs', { ...valid, duration: '12' }, 'duration', /non-negative integer/],
   ['an array', [valid], '', /JSON object/],
+  ['a lone surrogate in the name', { ...valid, name: 'x\ud800' }, 'name', /well-formed Unicode.*lone surrogate/],
+  ['a lone surrogate in the user', { ...valid, user: '\udc00' }, 'user', /well-formed Unicode/],
+  ['a boolean name', { ...valid, name: true }, 'name', /page name.*got true/],
+  ['a null duration', { ...valid, duration: null }, 'duration', /non-negative integer.*got null/],
 ]
 for (const [what, input, field, message] of refusals) {
   t.test(`refuses ${what}, naming the field`, async (t) => {
@@ -52,6 +56,13 @@ t.test('encode and decode round-trip through bytes', async (t) => {
   t.same(decodePageEvent(encodePageEvent(valid)), valid)
   t.throws(() => decodePageEvent(Buffer.from('{not json')), /not JSON/)
   t.throws(() => decodePageEvent(null), /no value/)
+  t.equal(parsePageEvent({ ...valid, name: 'emoji \u{1F600}' }).name, 'emoji \u{1F600}', 'a surrogate pair is a character')
+})
+
+t.test('a value that is not valid UTF-8 is refused, not decoded with replacement characters', async (t) => {
+  const rest = '","user":"U","date":1,"duration":1}'
+  const bytes = Buffer.concat([Buffer.from('{"name":"x'), Buffer.from([0xff]), Buffer.from(rest)])
+  t.throws(() => decodePageEvent(bytes), /not valid UTF-8/)
 })
 
 t.test('the Kafka message is keyed by page with content type and a unique id', async (t) => {

@@ -1,12 +1,14 @@
 import rateLimit from '@fastify/rate-limit'
 import { Type } from '@sinclair/typebox'
-import { CsvList, HttpError, InvalidPageEventError, type Role, commonConfig, producerProperties } from '@pagestream/core'
+import { CsvList, type Role, allowCrossOrigin, commonConfig, corsConfig, producerProperties } from '@pagestream/core'
+import { acceptJsonOnly } from './json-body.js'
 import { Publisher } from './publisher.js'
 import { publishRoutes } from './routes.js'
 import { TopicPolicy } from './topic-policy.js'
 
 const config = {
   ...commonConfig('producer', 8081),
+  ...corsConfig(),
   PRODUCER_TOPICS: CsvList({ default: 'R1,R2', description: 'topics HTTP clients may publish to (created at start-up)' }),
   PRODUCER_USERS: CsvList({ default: 'U1,U2', description: 'users GET /publish picks from at random' }),
   PUBLISH_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5_000, description: 'longest wait for the broker to acknowledge, then 503' }),
@@ -31,9 +33,9 @@ export const role: Role<typeof config> = {
       await producer.disconnect()
     })
 
-    fastify.setErrorHandler((error, request, reply) => {
-      if (error instanceof InvalidPageEventError) throw new HttpError(400, `body.${error.message}`)
-      throw error
+    acceptJsonOnly(fastify)
+    await allowCrossOrigin(fastify, {
+      origins: config.CORS_ORIGINS, methods: ['GET', 'POST'], allowedHeaders: ['content-type'],
     })
     await fastify.register(async (publishing) => {
       await publishing.register(rateLimit, { max: config.RATE_LIMIT_MAX, timeWindow: config.RATE_LIMIT_WINDOW_MS })

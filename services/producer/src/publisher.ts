@@ -44,8 +44,11 @@ export class Publisher {
       const acknowledged = outcomes.length - failed.length
       // the client library's reason stays in our log; the client learns what was and was not written
       this.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, topic, failed: failed.length }, 'events not acknowledged')
+      // an unacknowledged send may still have reached the log (a broker killed before it answered)
       throw new HttpError(503,
-        `the broker did not acknowledge ${failed.length} of ${outcomes.length} events; ${acknowledged} were written, retry later`,
+        `the broker did not acknowledge ${failed.length} of ${outcomes.length} events: ` +
+        `${acknowledged} were acknowledged, the other ${failed.length} may have been written; ` +
+        'a retry can duplicate them (the event-id header tells them apart)',
         { 'retry-after': RETRY_AFTER_SECONDS })
     }
     this.#published.inc({ topic }, events.length)

@@ -1,7 +1,9 @@
-import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { Type } from '@sinclair/typebox'
-import { ErrorResponse, PageEventInputSchema, PageEventSchema, parsePageEvent, randomPageEvent } from '@pagestream/core'
+import { type TypeBoxTypeProvider, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox'
+import { type TSchema, Type } from '@sinclair/typebox'
+import { ErrorResponse, PageEventInputSchema, PageEventSchema, type PageEvent } from '@pagestream/core'
 import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyRouteSchemaDef } from 'fastify/types/schema.js'
+import { eventBodyCheck, labEvent } from './event-body.js'
 import type { Publisher } from './publisher.js'
 import type { TopicPolicy } from './topic-policy.js'
 
@@ -19,7 +21,7 @@ const Published = Type.Object({
   partition: Type.Integer(),
   offset: Type.String(),
 })
-const errors = { 400: ErrorResponse, 403: ErrorResponse, 413: ErrorResponse, 429: ErrorResponse, 503: ErrorResponse }
+const errors = Object.fromEntries([400, 403, 413, 415, 429, 503].map((status) => [status, ErrorResponse]))
 
 /** Where events enter pagestream over HTTP. */
 export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (base, options) => {
@@ -33,17 +35,21 @@ export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (ba
   // The lab's endpoint: a random user and duration for the page named in the path.
   fastify.get('/publish/:topic/:name', {
     schema: {
-      params: Type.Object({ topic: TopicParam, name: Type.String({ minLength: 1, maxLength: 256, description: 'page name' }) }),
+      params: Type.Object({ topic: TopicParam, name: Type.String({ description: 'page name, 1 to 256 characters' }) }),
       response: { 200: PageEventSchema, ...errors },
     },
   }, async (request) => {
-    const event = randomPageEvent({ pages: [request.params.name], users: options.users })
+    const event = labEvent(request.params.name, options.users)
     await publisher.publish(request.params.topic, [event])
     return event
   })
 
+  const checkBody = eventBodyCheck(options.maxBatch)
   fastify.post('/events/:topic', {
     bodyLimit: options.bodyLimit,
+    // the body schema documents the route; the body is checked once, by the PageEvent contract itself
+    validatorCompiler: (route: FastifyRouteSchemaDef<unknown>) =>
+      route.httpPart === 'body' ? checkBody : TypeBoxValidatorCompiler({ ...route, schema: route.schema as TSchema }),
     schema: {
       params: Type.Object({ topic: TopicParam }),
       body: Type.Union([
@@ -53,8 +59,8 @@ export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (ba
       response: { 200: Type.Object({ topic: Type.String(), results: Type.Array(Published) }), ...errors },
     },
   }, async (request) => {
-    const inputs = Array.isArray(request.body) ? request.body : [request.body]
-    const events = inputs.map((input) => parsePageEvent(input))
+    // eventBodyCheck replaced the body by the parsed events
+    const events = request.body as unknown as PageEvent[]
     const results = await publisher.publish(request.params.topic, events)
     return { topic: request.params.topic, results }
   })

@@ -1,9 +1,8 @@
 import { hostname } from 'node:os'
 import { Type, type Static, type StaticDecode, type TObject } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import { type Role, TopicName, commonConfig, deadLetterTopic } from '@pagestream/core'
-import { transformerMetrics } from './metrics.js'
-import { TransformProcessor } from './processor.js'
+import { type Role, TopicName, commonConfig, deadLetterTopic, streamTaskMetrics } from '@pagestream/core'
+import { transformProcessor } from './processor.js'
 
 const config = {
   ...commonConfig('transformer', 8084),
@@ -11,13 +10,15 @@ const config = {
   TRANSFORMER_OUTPUT_TOPIC: TopicName('R3', 'topic the transformed PageEvents are written to'),
   TRANSFORMER_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-transformer', description: 'consumer group of the transformer replicas' }),
   TRANSFORMER_INSTANCE_ID: Type.String({
-    pattern: '^[a-zA-Z0-9._-]{1,200}$',
-    default: hostname(),
-    description: 'stable name of this replica (transactional.id and group.instance.id are derived from it); a restart with the same name fences its predecessor',
+    pattern: '^[a-zA-Z0-9._-]{0,200}$',
+    default: '',
+    description: 'stable name of this replica, unique among the replicas (transactional.id and group.instance.id are ' +
+      'derived from it); a restart with the same name fences its predecessor. Empty: <hostname>-<pid>, dynamic member',
   }),
   TRANSFORMER_STATIC_MEMBERSHIP: Type.Boolean({
     default: true,
-    description: 'join the group as a static member (group.instance.id): a restart under the same TRANSFORMER_INSTANCE_ID gets its partitions back at once; turn off when instance ids change on every restart',
+    description: 'join the group as a static member (group.instance.id) when TRANSFORMER_INSTANCE_ID is set: ' +
+      'a restart under the same id gets its partitions back at once; turn off when ids change on every restart',
   }),
   TRANSFORMER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 10_000, default: 500, description: 'most input records per transaction' }),
   TRANSFORMER_DELIVERY_TIMEOUT_MS: Type.Integer({
@@ -43,29 +44,45 @@ const Status = Type.Object({
     transactionsAborted: Type.Integer(),
     producerReplacements: Type.Integer(),
     timesFenced: Type.Integer(),
+    consumerFatalErrors: Type.Integer({ description: 'fatal consumer errors, each followed by new clients' }),
   }),
   lastError: Type.Union([Type.String(), Type.Null()]),
 })
 type Status = Static<typeof Status>
+
+/** The configured instance id, or one unique per process (hostname and pid) when none was set. */
+function instanceId (configured: string): string {
+  return configured !== '' ? configured : `${hostname().replace(/[^a-zA-Z0-9._-]/g, '-')}-${process.pid}`
+}
 
 async function transformer (fastify: FastifyInstance, { config }: { config: TransformerConfig }) {
   const deadLetters = deadLetterTopic(config.TRANSFORMER_INPUT_TOPIC)
   // the input too, so the transformer can start before anything was published
   await fastify.kafka.ensureTopics([{ topic: config.TRANSFORMER_INPUT_TOPIC }, { topic: config.TRANSFORMER_OUTPUT_TOPIC }, { topic: deadLetters }])
 
-  const processor = new TransformProcessor(fastify.kafka.client, {
+  // a static member needs an id given on purpose: two processes with one default id would fence each other
+  const staticMembership = config.TRANSFORMER_STATIC_MEMBERSHIP && config.TRANSFORMER_INSTANCE_ID !== ''
+  const processor = transformProcessor(fastify.kafka.client, {
     inputTopic: config.TRANSFORMER_INPUT_TOPIC,
     outputTopic: config.TRANSFORMER_OUTPUT_TOPIC,
     deadLetterTopic: deadLetters,
     groupId: config.TRANSFORMER_GROUP_ID,
-    instanceId: `${config.TRANSFORMER_GROUP_ID}-${config.TRANSFORMER_INSTANCE_ID}`,
+    instanceId: `${config.TRANSFORMER_GROUP_ID}-${instanceId(config.TRANSFORMER_INSTANCE_ID)}`,
     batchSize: config.TRANSFORMER_BATCH_SIZE,
-    staticMembership: config.TRANSFORMER_STATIC_MEMBERSHIP,
+    staticMembership,
     deliveryTimeoutMs: config.TRANSFORMER_DELIVERY_TIMEOUT_MS,
-  }, fastify.log.child({ component: 'transformer' }), transformerMetrics(fastify.metrics))
+  }, fastify.log.child({ component: 'transformer' }), streamTaskMetrics(fastify.metrics, {
+    prefix: 'pagestream_transformer',
+    verb: 'transformed',
+    writtenHelp: 'input records written transformed to the output topic (committed transactions only)',
+  }))
+  const counts = (): Status['counts'] => {
+    const { written, ...rest } = processor.counts
+    return { transformed: written, ...rest }
+  }
   fastify.addHook('onClose', async () => {
     await processor.stop()
-    fastify.log.info(processor.counts, 'transformer stopped')
+    fastify.log.info(counts(), 'transformer stopped')
   })
   await processor.start()
 
@@ -86,9 +103,9 @@ async function transformer (fastify: FastifyInstance, { config }: { config: Tran
     deadLetterTopic: deadLetters,
     groupId: config.TRANSFORMER_GROUP_ID,
     transactionalId: processor.transactionalId,
-    groupInstanceId: config.TRANSFORMER_STATIC_MEMBERSHIP ? processor.transactionalId : null,
+    groupInstanceId: staticMembership ? processor.transactionalId : null,
     assignment: processor.assignment?.map((p) => p.partition).sort((a, b) => a - b) ?? null,
-    counts: { ...processor.counts },
+    counts: counts(),
     lastError: processor.lastError ?? null,
   }))
 }

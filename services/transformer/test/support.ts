@@ -33,7 +33,10 @@ export interface TransformerStatus {
   transactionalId: string
   groupInstanceId: string | null
   assignment: number[] | null
-  counts: { transformed: number, deadLettered: number, transactionsCommitted: number, transactionsAborted: number, producerReplacements: number, timesFenced: number }
+  counts: {
+    transformed: number, deadLettered: number, transactionsCommitted: number, transactionsAborted: number,
+    producerReplacements: number, timesFenced: number, consumerFatalErrors: number
+  }
   lastError: string | null
 }
 

@@ -1,0 +1,82 @@
+import type { FastifyBaseLogger } from 'fastify'
+import type { Registry } from 'prom-client'
+import {
+  type Admin, type BatchFunction, type BatchResult, type KafkaClient, InvalidPageEventError, StreamTask,
+  deadLetterMessage, decodePageEvent, streamTaskMetrics,
+} from '@pagestream/core'
+import { ensureCopartitioned } from './changelog.js'
+
+/** The internal topic the windowing stage reads: the input re-keyed by page. */
+export function repartitionTopic (groupId: string): string {
+  return `${groupId}-repartition`
+}
+
+/**
+ * Each valid record of the input goes to `output` keyed by its page name, its value, timestamp
+ * and headers as they were; a record that is not a PageEvent is a dead letter with the reason.
+ * Keyed by page, every record of one page lands on one partition, whatever key or partition its
+ * writer chose (null keys, round robin, another partitioner), so each page-window has one owner.
+ */
+export function rekeyByPage (output: string): BatchFunction {
+  return (topic, partition, messages): BatchResult => {
+    const rekeyed: BatchResult['outputs'][number]['messages'] = []
+    const deadLetters: BatchResult['deadLetters'] = []
+    for (const message of messages) {
+      try {
+        const event = decodePageEvent(message.value)
+        rekeyed.push({ key: event.name, value: message.value, timestamp: message.timestamp, headers: message.headers })
+      } catch (err) {
+        if (!(err instanceof InvalidPageEventError)) throw err
+        deadLetters.push(deadLetterMessage({ topic, partition, message }, err))
+      }
+    }
+    const last = messages.at(-1)
+    if (last === undefined) throw new Error('rekeyByPage needs at least one record')
+    const nextOffset = (BigInt(last.offset) + 1n).toString()
+    return { outputs: [{ topic: output, messages: rekeyed }], deadLetters, nextOffset }
+  }
+}
+
+export interface RepartitionSettings {
+  client: KafkaClient
+  log: FastifyBaseLogger
+  metrics: Registry
+  input: string
+  output: string
+  deadLetter: string
+  /** The role's group id: the stage's group and transactional.id are derived from it. */
+  groupId: string
+  instanceId: string
+  staticMembership: boolean
+}
+
+/** The repartition topic, created with the input's partition count (an existing one with another count is refused). */
+export async function ensureRepartitionTopic (
+  admin: Admin, input: string, topic: string, replication: number,
+): Promise<void> {
+  await ensureCopartitioned(admin, input, topic, replication)
+}
+
+/**
+ * The re-keying stage, as Kafka Streams runs one before a groupBy: input -> repartition topic,
+ * one transaction per batch with the input offsets (own consumer group and transactional.id).
+ */
+export function repartitionStage (settings: RepartitionSettings): StreamTask {
+  const { input, output, groupId } = settings
+  const group = `${groupId}-repartition`
+  return new StreamTask(settings.client, {
+    name: 'repartition stage',
+    inputTopic: input,
+    deadLetterTopic: settings.deadLetter,
+    groupId: group,
+    transactionalId: `${group}-${settings.instanceId}`,
+    staticMembership: settings.staticMembership,
+    batchSize: 2_000,
+    deliveryTimeoutMs: 10_000,
+    instanceVariable: 'ANALYTICS_INSTANCE_ID',
+  }, rekeyByPage(output), settings.log, streamTaskMetrics(settings.metrics, {
+    prefix: 'analytics_repartition',
+    verb: 'rekeyed',
+    writtenHelp: 'input records written to the repartition topic, keyed by page (committed transactions only)',
+  }))
+}
