@@ -1,4 +1,5 @@
 import { setTimeout as sleep } from 'node:timers/promises'
+import ckjs from '@confluentinc/kafka-javascript'
 import type { Admin } from '@pagestream/core'
 
 /**
@@ -32,8 +33,7 @@ export async function ensureChangelog (admin: Admin, input: string, changelog: s
 export async function ensureCopartitioned (
   admin: Admin, source: string, topic: string, replication: number, config: Readonly<Record<string, string>> = {},
 ): Promise<void> {
-  const [metadata] = await admin.fetchTopicMetadata({ topics: [source] })
-  const partitions = metadata?.partitions.length ?? 0
+  const partitions = await partitionCount(admin, source)
   if ((await admin.listTopics()).includes(topic)) {
     const [existing] = await admin.fetchTopicMetadata({ topics: [topic] })
     if (existing?.partitions.length !== partitions) {
@@ -54,6 +54,21 @@ export async function ensureCopartitioned (
   // the next reader of its metadata (a consumer, or the changelog made like it) must find it
   const deadline = Date.now() + 10_000
   while (!await hasPartitions(admin, topic, partitions) && Date.now() < deadline) await sleep(100)
+}
+
+/** The partition count of `topic`; one created a moment ago may not be in the metadata yet: wait for it a while. */
+async function partitionCount (admin: Admin, topic: string): Promise<number> {
+  const deadline = Date.now() + 10_000
+  for (;;) {
+    try {
+      const [metadata] = await admin.fetchTopicMetadata({ topics: [topic] })
+      return metadata?.partitions.length ?? 0
+    } catch (err) {
+      const unknown = (err as { code?: number }).code === ckjs.KafkaJS.ErrorCodes.ERR_UNKNOWN_TOPIC_OR_PART
+      if (!unknown || Date.now() > deadline) throw err
+      await sleep(100)
+    }
+  }
 }
 
 async function hasPartitions (admin: Admin, topic: string, partitions: number): Promise<boolean> {
