@@ -35,7 +35,8 @@ export const role: Role<typeof config> = {
       await dlqProducer.disconnect()
     })
 
-    const logger = new EventLogger(consumer, dlqProducer, fastify.log.child({ component: 'event-logger' }), fastify.metrics)
+    const logger = new EventLogger(consumer, dlqProducer, fastify.log.child({ component: 'event-logger' }), fastify.metrics,
+      { role: 'consumer', consumerGroup: config.CONSUMER_GROUP_ID })
     await logger.run(topic)
 
     fastify.get('/status', async () => ({ topic, group: config.CONSUMER_GROUP_ID, partitions, ...logger.stats }))

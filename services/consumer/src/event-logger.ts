@@ -1,4 +1,4 @@
-import { type Consumer, InvalidPageEventError, type KafkaMessage, type Producer, deadLetterMessage, deadLetterTopic, decodePageEvent } from '@pagestream/core'
+import { type Consumer, type DeadLetterWriter, InvalidPageEventError, type KafkaMessage, type Producer, deadLetterMessage, deadLetterTopic, decodePageEvent } from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 
@@ -19,6 +19,7 @@ export class EventLogger {
     private readonly dlqProducer: Producer,
     private readonly log: FastifyBaseLogger,
     metrics: Registry,
+    private readonly writer: DeadLetterWriter,
   ) {
     this.#logged = new Counter({ name: 'pagestream_events_logged_total', help: 'page events logged', registers: [metrics] })
     this.#deadLettered = new Counter({ name: 'pagestream_events_dead_lettered_total', help: 'malformed records sent to the dead-letter topic', registers: [metrics] })
@@ -54,7 +55,7 @@ export class EventLogger {
       this.log.warn({ topic, partition, offset: message.offset, reason: err.message }, 'malformed record sent to the dead-letter topic')
       this.stats.deadLettered++
       this.#deadLettered.inc()
-      return this.dlqProducer.send({ topic: deadLetterTopic(topic), messages: [deadLetterMessage({ topic, partition, message }, err)] })
+      return this.dlqProducer.send({ topic: deadLetterTopic(topic), messages: [deadLetterMessage({ topic, partition, message }, err, this.writer)] })
     }
   }
 }

@@ -44,3 +44,23 @@ t.test('logs every valid event, dead-letters the malformed ones with their reaso
   await waitFor('the new event after a restart', () => loggedEvents(restarted.logs()).length >= 1)
   t.same(loggedEvents(restarted.logs()).map((e) => e.name), ['page-6'], 'committed offsets: nothing is logged twice after a restart')
 })
+
+t.test('one bad record read by three roles: each dead letter says which role and group sent it', async (t) => {
+  const topic = uniqueName('cons-shared')
+  const groups = { consumer: uniqueName('dlq-cons'), transformer: uniqueName('dlq-tr'), analytics: uniqueName('dlq-an') }
+  const output = uniqueName('dlq-out')
+  t.teardown(() => deleteTopics([topic, `${topic}.dlq`, output, `${topic}.late`, `${groups.analytics}-windows-changelog`]))
+  const common = { KAFKA_TOPIC_PARTITIONS: '1', LOG_LEVEL: 'warn' }
+  await startRole(t, 'consumer', { ...common, CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: groups.consumer })
+  await startRole(t, 'transformer', { ...common, TRANSFORMER_INPUT_TOPIC: topic, TRANSFORMER_OUTPUT_TOPIC: output, TRANSFORMER_GROUP_ID: groups.transformer })
+  await startRole(t, 'analytics', { ...common, ANALYTICS_INPUT_TOPIC: topic, ANALYTICS_OUTPUT_TOPIC: uniqueName('dlq-r4'), ANALYTICS_GROUP_ID: groups.analytics })
+
+  await writeRecords(topic, [{ key: 'x', value: '{not json' }])
+  const letters = await readTopic(`${topic}.dlq`, { count: 3 })
+  t.equal(letters.length, 3, 'one dead letter per reading role')
+  const byRole = new Map(letters.map((l) => [l.headers['dlq-role'], l]))
+  t.same([...byRole.keys()].sort(), ['analytics', 'consumer', 'transformer'], 'dlq-role names the role')
+  t.equal(byRole.get('consumer')?.headers['dlq-consumer-group'], groups.consumer, 'dlq-consumer-group names its group')
+  t.equal(byRole.get('analytics')?.headers['dlq-consumer-group'], groups.analytics)
+  t.ok(letters.every((l) => l.value === '{not json' && l.headers['dlq-source-offset'] === '0'), 'all three are the same record')
+})
