@@ -1,5 +1,5 @@
 import t from 'tap'
-import { deleteTopics, readTopic, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
+import { deleteTopics, readTopic, testKafka, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
 import { startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
 
@@ -63,4 +63,37 @@ t.test('one bad record read by three roles: each dead letter says which role and
   t.equal(byRole.get('consumer')?.headers['dlq-consumer-group'], groups.consumer, 'dlq-consumer-group names its group')
   t.equal(byRole.get('analytics')?.headers['dlq-consumer-group'], groups.analytics)
   t.ok(letters.every((l) => l.value === '{not json' && l.headers['dlq-source-offset'] === '0'), 'all three are the same record')
+})
+
+t.test('a static member fenced by a twin with its instance id: not ready, counted, then a new consumer logs on', async (t) => {
+  const topic = uniqueName('cons-fenced')
+  const group = uniqueName('cons-fenced-group')
+  t.teardown(() => deleteTopics([topic, `${topic}.dlq`]))
+  const consumer = await startRole(t, 'consumer', { CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: group, CONSUMER_INSTANCE_ID: 'twin', KAFKA_TOPIC_PARTITIONS: '2' })
+  await writeRecords(topic, [1, 2].map((n) => ({ key: `page-${n}`, value: valid(n) })))
+  await waitFor('2 events logged', () => loggedEvents(consumer.logs()).length === 2)
+
+  // a twin given the same group.instance.id, as two replicas on one default id would be
+  const twin = testKafka().consumer({ 'group.id': group, 'group.instance.id': 'twin', 'enable.auto.commit': false, 'auto.offset.reset': 'earliest' })
+  t.teardown(() => Promise.race([twin.disconnect().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 5_000))]))
+  let sawNotReady = false
+  const ready = async () => (await fetch(`${consumer.url}/health/ready`)).status === 200
+  await twin.connect()
+  await twin.subscribe({ topics: [topic] })
+  await twin.run({ eachMessage: async () => {} })
+  await waitFor('the fenced consumer to be counted', async () => {
+    if (!await ready()) sawNotReady = true
+    return ((await (await fetch(`${consumer.url}/status`)).json()) as { fatalErrors: number }).fatalErrors >= 1
+  }, 30_000, 20)
+  const status = await (await fetch(`${consumer.url}/status`)).json() as { lastError: string }
+  t.match(status.lastError, /Fatal error|fenced/, '/status says why')
+  t.match(await (await fetch(`${consumer.url}/metrics`)).text(), /pagestream_consumer_fatal_errors_total\{[^}]*\} [1-9]/, 'and /metrics counts it')
+  await waitFor('readiness to drop', async () => { if (!await ready()) sawNotReady = true; return sawNotReady }, 10_000, 20)
+  t.ok(sawNotReady, 'not ready while it cannot make progress')
+
+  await waitFor('a new consumer to be ready', ready, 60_000)
+  await writeRecords(topic, [3, 4, 5].map((n) => ({ key: `page-${n}`, value: valid(n) })))
+  await waitFor('the events after the fencing to be logged', () => loggedEvents(consumer.logs()).length >= 5, 30_000)
+  const names = loggedEvents(consumer.logs()).map((e) => e.name).sort()
+  t.same(names, ['page-1', 'page-2', 'page-3', 'page-4', 'page-5'], 'every event logged once, none lost')
 })
