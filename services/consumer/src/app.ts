@@ -10,8 +10,8 @@ const config = {
   CONSUMER_INSTANCE_ID: Type.String({
     pattern: '^([a-zA-Z0-9._-]{1,200})?$',
     default: '',
-    description: 'group.instance.id: empty joins as a dynamic member; set, a static one (a restart keeps its partitions ' +
-      'without a rebalance), and it must then be unique per replica: a twin with the same id fences it',
+    description: 'group.instance.id: empty joins as a dynamic member; set, a static one (a restart keeps its ' +
+      'partitions without a rebalance), and it must then be unique per replica: a twin with the same id fences it',
   }),
 }
 

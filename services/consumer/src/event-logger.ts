@@ -1,4 +1,7 @@
-import { type DeadLetterWriter, type KafkaBatch, InvalidPageEventError, type KafkaMessage, type Producer, deadLetterMessage, deadLetterTopic, decodePageEvent } from '@pagestream/core'
+import {
+  type DeadLetterWriter, InvalidPageEventError, type KafkaBatch, type KafkaMessage, type Producer,
+  deadLetterMessage, deadLetterTopic, decodePageEvent,
+} from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 
@@ -48,7 +51,8 @@ export class EventLogger {
       this.log.warn({ topic, partition, offset: message.offset, reason: err.message }, 'malformed record sent to the dead-letter topic')
       this.stats.deadLettered++
       this.#deadLettered.inc()
-      return this.dlqProducer.send({ topic: deadLetterTopic(topic), messages: [deadLetterMessage({ topic, partition, message }, err, this.writer)] })
+      const letter = deadLetterMessage({ topic, partition, message }, err, this.writer)
+      return this.dlqProducer.send({ topic: deadLetterTopic(topic), messages: [letter] })
     }
   }
 }

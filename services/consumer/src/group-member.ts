@@ -1,5 +1,6 @@
 import {
-  type CheckResult, type Consumer, type ConsumerConfig, type KafkaBatch, type KafkaClient, consumerProperties, failureBackoff, fatalErrorWatch,
+  type CheckResult, type Consumer, type ConsumerConfig, type KafkaBatch, type KafkaClient,
+  consumerProperties, failureBackoff, fatalErrorWatch,
 } from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
@@ -68,7 +69,9 @@ export class GroupMember {
       }),
       ...(instanceId === undefined ? {} : { 'group.instance.id': instanceId }),
       // merged into the client's kafkaJS block (brokers, log level): only the logger is this member's
-      kafkaJS: { logger: fatalErrorWatch(log, (message) => this.#onFatal(consumer, message)) } as ConsumerConfig['kafkaJS'],
+      kafkaJS: {
+        logger: fatalErrorWatch(log, (message) => this.#onFatal(consumer, message)),
+      } as ConsumerConfig['kafkaJS'],
     })
     this.#consumer = consumer
     await consumer.connect()
@@ -76,7 +79,9 @@ export class GroupMember {
     await consumer.run({
       eachBatch: async ({ batch }) => {
         const next = await this.#handle(batch)
-        if (next !== undefined) await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }])
+        if (next !== undefined) {
+          await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }])
+        }
         if (consumer === this.#consumer) this.#failuresInARow = 0
       },
     })

@@ -47,13 +47,19 @@ t.test('logs every valid event, dead-letters the malformed ones with their reaso
 
 t.test('one bad record read by three roles: each dead letter says which role and group sent it', async (t) => {
   const topic = uniqueName('cons-shared')
-  const groups = { consumer: uniqueName('dlq-cons'), transformer: uniqueName('dlq-tr'), analytics: uniqueName('dlq-an') }
-  const output = uniqueName('dlq-out')
-  t.teardown(() => deleteTopics([topic, `${topic}.dlq`, output, `${topic}.late`, `${groups.analytics}-windows-changelog`]))
+  const groups = { consumer: uniqueName('dlq-cons'), transformer: uniqueName('dlq-tr'), analytics: uniqueName('dlq-a') }
+  const [output, windows] = [uniqueName('dlq-out'), uniqueName('dlq-r4')]
+  const internal = [`${topic}.late`, `${groups.analytics}-windows-changelog`]
+  t.teardown(() => deleteTopics([topic, `${topic}.dlq`, output, windows, ...internal]))
   const common = { KAFKA_TOPIC_PARTITIONS: '1', LOG_LEVEL: 'warn' }
   await startRole(t, 'consumer', { ...common, CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: groups.consumer })
-  await startRole(t, 'transformer', { ...common, TRANSFORMER_INPUT_TOPIC: topic, TRANSFORMER_OUTPUT_TOPIC: output, TRANSFORMER_GROUP_ID: groups.transformer })
-  await startRole(t, 'analytics', { ...common, ANALYTICS_INPUT_TOPIC: topic, ANALYTICS_OUTPUT_TOPIC: uniqueName('dlq-r4'), ANALYTICS_GROUP_ID: groups.analytics })
+  await startRole(t, 'transformer', {
+    ...common, TRANSFORMER_INPUT_TOPIC: topic, TRANSFORMER_OUTPUT_TOPIC: output,
+    TRANSFORMER_GROUP_ID: groups.transformer,
+  })
+  await startRole(t, 'analytics', {
+    ...common, ANALYTICS_INPUT_TOPIC: topic, ANALYTICS_OUTPUT_TOPIC: windows, ANALYTICS_GROUP_ID: groups.analytics,
+  })
 
   await writeRecords(topic, [{ key: 'x', value: '{not json' }])
   const letters = await readTopic(`${topic}.dlq`, { count: 3 })
@@ -62,34 +68,45 @@ t.test('one bad record read by three roles: each dead letter says which role and
   t.same([...byRole.keys()].sort(), ['analytics', 'consumer', 'transformer'], 'dlq-role names the role')
   t.equal(byRole.get('consumer')?.headers['dlq-consumer-group'], groups.consumer, 'dlq-consumer-group names its group')
   t.equal(byRole.get('analytics')?.headers['dlq-consumer-group'], groups.analytics)
-  t.ok(letters.every((l) => l.value === '{not json' && l.headers['dlq-source-offset'] === '0'), 'all three are the same record')
+  const sameRecord = letters.every((l) => l.value === '{not json' && l.headers['dlq-source-offset'] === '0')
+  t.ok(sameRecord, 'all three are the same record')
 })
 
-t.test('a static member fenced by a twin with its instance id: not ready, counted, then a new consumer logs on', async (t) => {
+t.test('a static member fenced by a twin with its instance id: not ready, counted, then logs on', async (t) => {
   const topic = uniqueName('cons-fenced')
   const group = uniqueName('cons-fenced-group')
   t.teardown(() => deleteTopics([topic, `${topic}.dlq`]))
-  const consumer = await startRole(t, 'consumer', { CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: group, CONSUMER_INSTANCE_ID: 'twin', KAFKA_TOPIC_PARTITIONS: '2' })
+  const consumer = await startRole(t, 'consumer', {
+    CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: group, CONSUMER_INSTANCE_ID: 'twin', KAFKA_TOPIC_PARTITIONS: '2',
+  })
   await writeRecords(topic, [1, 2].map((n) => ({ key: `page-${n}`, value: valid(n) })))
   await waitFor('2 events logged', () => loggedEvents(consumer.logs()).length === 2)
+  const ready = async () => (await fetch(`${consumer.url}/health/ready`)).status === 200
+  type Status = { fatalErrors: number, lastError: string }
+  const status = async () => await (await fetch(`${consumer.url}/status`)).json() as Status
+  let sawNotReady = false
+  let watching = true
+  const watch = (async () => {
+    while (watching) {
+      if (!await ready().catch(() => true)) sawNotReady = true
+      await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+  })()
+  t.teardown(() => { watching = false; return watch })
 
   // a twin given the same group.instance.id, as two replicas on one default id would be
-  const twin = testKafka().consumer({ 'group.id': group, 'group.instance.id': 'twin', 'enable.auto.commit': false, 'auto.offset.reset': 'earliest' })
-  t.teardown(() => Promise.race([twin.disconnect().catch(() => {}), new Promise((resolve) => setTimeout(resolve, 5_000))]))
-  let sawNotReady = false
-  const ready = async () => (await fetch(`${consumer.url}/health/ready`)).status === 200
+  const twin = testKafka().consumer({ 'group.id': group, 'group.instance.id': 'twin', 'enable.auto.commit': false })
+  const timeout = new Promise((resolve) => setTimeout(resolve, 5_000))
+  t.teardown(() => Promise.race([twin.disconnect().catch(() => {}), timeout]))
   await twin.connect()
   await twin.subscribe({ topics: [topic] })
   await twin.run({ eachMessage: async () => {} })
-  await waitFor('the fenced consumer to be counted', async () => {
-    if (!await ready()) sawNotReady = true
-    return ((await (await fetch(`${consumer.url}/status`)).json()) as { fatalErrors: number }).fatalErrors >= 1
-  }, 30_000, 20)
-  const status = await (await fetch(`${consumer.url}/status`)).json() as { lastError: string }
-  t.match(status.lastError, /Fatal error|fenced/, '/status says why')
-  t.match(await (await fetch(`${consumer.url}/metrics`)).text(), /pagestream_consumer_fatal_errors_total\{[^}]*\} [1-9]/, 'and /metrics counts it')
-  await waitFor('readiness to drop', async () => { if (!await ready()) sawNotReady = true; return sawNotReady }, 10_000, 20)
-  t.ok(sawNotReady, 'not ready while it cannot make progress')
+  await waitFor('the fenced consumer to be counted', async () => (await status()).fatalErrors >= 1, 30_000)
+  t.match((await status()).lastError, /Fatal error|fenced/, '/status says why')
+  const metrics = await (await fetch(`${consumer.url}/metrics`)).text()
+  t.match(metrics, /pagestream_consumer_fatal_errors_total\{[^}]*\} [1-9]/, 'and /metrics counts it')
+  await waitFor('readiness to have dropped', () => sawNotReady, 10_000)
+  t.pass('not ready while it cannot make progress')
 
   await waitFor('a new consumer to be ready', ready, 60_000)
   await writeRecords(topic, [3, 4, 5].map((n) => ({ key: `page-${n}`, value: valid(n) })))

@@ -17,7 +17,11 @@ export interface DeadLetterWriter {
 }
 
 /** The poison record as it was (key, value, headers), plus why it failed, where it came from and who sent it. */
-export function deadLetterMessage (source: { topic: string, partition: number, message: KafkaMessage }, error: Error, writer: DeadLetterWriter) {
+export function deadLetterMessage (
+  source: { topic: string, partition: number, message: KafkaMessage },
+  error: Error,
+  writer: DeadLetterWriter,
+) {
   const { message } = source
   return {
     key: message.key,
