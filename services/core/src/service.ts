@@ -149,6 +149,7 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
     return
   }
   let fastify: FastifyInstance | undefined
+  let stopping = false
   closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS }, async ({ signal, err }) => {
     if (fastify === undefined) {
       if (err !== undefined) process.stderr.write(`pagestream ${role.name}: failed before it was ready: ${err.stack ?? err.message}\n`)
@@ -156,6 +157,7 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
     }
     if (err !== undefined) fastify.log.error({ err }, 'stopping after an error')
     else fastify.log.info({ signal }, 'stopping')
+    stopping = true
     await fastify.close()
   })
   let reservation: PortReservation | undefined
@@ -168,7 +170,8 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
     const port = reservation.port
     await reservation.release()
     reservation = undefined
-    await fastify.listen({ host: config.HTTP_HOST, port })
+    // a signal during start-up: the close under way ends the process, nothing is to be served
+    if (!stopping) await fastify.listen({ host: config.HTTP_HOST, port })
   } catch (err) {
     // start-up failed (port taken, broker refused topic creation, bad client setting): say why, exit 1
     const error = err as Error
