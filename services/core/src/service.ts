@@ -40,7 +40,7 @@ function serviceInstance (config: CommonConfig, options: { logger?: boolean }): 
     logger: options.logger === false ? false : loggerOptions(config.LOG_LEVEL),
     requestTimeout: 30_000,
     connectionTimeout: 10_000,
-    // on close, idle keep-alive sockets go at once; requests under way finish (SSE streams are ended by their plugin)
+    // idle keep-alive sockets are closed by connectionDrain below; requests under way finish (SSE ends in its plugin)
     forceCloseConnections: 'idle',
     trustProxy: trustedProxies(config.HTTP_TRUST_PROXY),
     ajv: { customOptions: { verbose: true } },
