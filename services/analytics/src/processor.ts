@@ -254,7 +254,7 @@ export class WindowProcessor {
         throw new InvalidPageEventError('date', `must not be more than ${maxFutureMs} ms ahead of the clock (got ${event.date})`)
       }
     } catch (err) {
-      owned.side.push({ topic: topics.deadLetter, message: deadLetterMessage({ topic: topics.input, partition, message }, err as Error) })
+      owned.side.push({ topic: topics.deadLetter, message: deadLetterMessage({ topic: topics.input, partition, message }, err as Error, { role: 'analytics', consumerGroup: this.#options.groupId }) })
       this.#deadLetters.inc()
       return
     }

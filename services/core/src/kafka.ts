@@ -11,6 +11,7 @@ export type Producer = KafkaTypes.Producer
 export type Consumer = KafkaTypes.Consumer
 export type Admin = KafkaTypes.Admin
 export type KafkaMessage = KafkaTypes.KafkaMessage
+export type KafkaBatch = KafkaTypes.Batch
 export type ProducerConfig = KafkaTypes.ProducerConstructorConfig
 export type ConsumerConfig = KafkaTypes.ConsumerConstructorConfig
 
