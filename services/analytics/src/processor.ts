@@ -4,10 +4,9 @@ import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
   type Admin, type Consumer, type KafkaClient, type KafkaMessage, type PageEvent, type StartOffset,
   InvalidPageEventError, TransactionalProducer, consumerProperties, deadLetterMessage, decodePageEvent, eventTime, failureBackoff,
-  kafkaLogger,
+  fatalErrorWatch,
 } from '@pagestream/core'
 import type { KafkaJS } from '@confluentinc/kafka-javascript'
-import { fatalWatchingLogger } from './consumer-fatal.js'
 import { labCountMessage } from './lab-compat.js'
 import { PartitionReader } from './partition-reader.js'
 import { SerialQueue } from './serial-queue.js'
@@ -220,11 +219,11 @@ export class WindowProcessor {
       commitAttempts: COMMIT_ATTEMPTS,
       onError: (err) => { this.#lastError = err.message },
     })
-    const kafkaLog = kafkaLogger(this.#log.child({ component: 'kafka' }))
+    const kafkaLog = this.#log.child({ component: 'kafka' })
     const consumer = client.consumer({
       ...consumerProperties({ groupId, rebalance: (kind, assigned) => this.#rebalance(kind, assigned, generation) }),
       'client.id': this.#consumerClientId,
-      kafkaJS: { logger: fatalWatchingLogger(kafkaLog, (message) => { this.#onFatal(message, generation) }) },
+      kafkaJS: { logger: fatalErrorWatch(kafkaLog, (message) => { this.#onFatal(message, generation) }) },
       'js.consumer.max.batch.size': 2_000,
       // incremental rebalances: a joining or leaving replica moves only the partitions that change
       // owner, the others go on without a restore (revoke and assign below handle only the partitions given)
@@ -406,7 +405,7 @@ export class WindowProcessor {
         throw new InvalidPageEventError(field, `${limit} (got ${new Date(time).toISOString()})`)
       }
     } catch (err) {
-      owned.side.push({ topic: topics.deadLetter, message: deadLetterMessage({ topic: topics.input, partition, message }, err as Error) })
+      owned.side.push({ topic: topics.deadLetter, message: deadLetterMessage({ topic: topics.input, partition, message }, err as Error, { role: 'analytics', consumerGroup: this.#options.groupId }) })
       this.#deadLetters.inc()
       return
     }

@@ -17,7 +17,7 @@ export function repartitionTopic (groupId: string): string {
  * Keyed by page, every record of one page lands on one partition, whatever key or partition its
  * writer chose (null keys, round robin, another partitioner), so each page-window has one owner.
  */
-export function rekeyByPage (output: string): BatchFunction {
+export function rekeyByPage (output: string, consumerGroup: string): BatchFunction {
   return (topic, partition, messages): BatchResult => {
     const rekeyed: BatchResult['outputs'][number]['messages'] = []
     const deadLetters: BatchResult['deadLetters'] = []
@@ -27,7 +27,7 @@ export function rekeyByPage (output: string): BatchFunction {
         rekeyed.push({ key: event.name, value: message.value, timestamp: message.timestamp, headers: message.headers })
       } catch (err) {
         if (!(err instanceof InvalidPageEventError)) throw err
-        deadLetters.push(deadLetterMessage({ topic, partition, message }, err))
+        deadLetters.push(deadLetterMessage({ topic, partition, message }, err, { role: 'analytics', consumerGroup }))
       }
     }
     const last = messages.at(-1)
@@ -74,7 +74,7 @@ export function repartitionStage (settings: RepartitionSettings): StreamTask {
     batchSize: 2_000,
     deliveryTimeoutMs: 10_000,
     instanceVariable: 'ANALYTICS_INSTANCE_ID',
-  }, rekeyByPage(output), settings.log, streamTaskMetrics(settings.metrics, {
+  }, rekeyByPage(output, group), settings.log, streamTaskMetrics(settings.metrics, {
     prefix: 'analytics_repartition',
     verb: 'rekeyed',
     writtenHelp: 'input records written to the repartition topic, keyed by page (committed transactions only)',

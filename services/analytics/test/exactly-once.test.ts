@@ -58,7 +58,7 @@ const env = (topics: Parameters<typeof topicEnv>[0]) => ({
 
 t.test('SIGKILL several times while events flow: the finals in R4 equal a count made from R2', async (t) => {
   const topics = await analyticsTopics(t, 'crash', 3)
-  const events = generate(50_000)
+  const events: PageEventSpec[] = []
   const roles: RunningRole[] = [await startRole(t, 'analytics', env(topics))]
   const producer = testKafka().producer({ 'linger.ms': 5, 'enable.idempotence': true })
   await producer.connect()
@@ -67,20 +67,21 @@ t.test('SIGKILL several times while events flow: the finals in R4 equal a count 
   let written = 0
   let writtenAt = 0
   const started = Date.now()
-  let allKilled = () => {}
-  const killed = new Promise<void>((resolve) => { allKilled = resolve })
+  let kills = 0
   const writing = (async () => {
-    for (let i = 0; i < events.length; i += 1000) {
-      // the last 5000 wait for the last kill: however slow the restarts, every kill falls inside the stream
-      if (i === events.length - 5000) await killed
-      await producer.send({ topic: topics.input, messages: events.slice(i, i + 1000).map(eventMessage) })
-      written = i + 1000
+    // paced batches until 5 after the last kill, so every kill falls while events flow, however slow the machine
+    let batchesAfterLastKill = 0
+    while (batchesAfterLastKill < 5) {
+      const batch = generate(1000, events.length)
+      await producer.send({ topic: topics.input, messages: batch.map(eventMessage) })
+      events.push(...batch)
+      written = events.length
+      if (kills === 4) batchesAfterLastKill += 1
       await new Promise((resolve) => setTimeout(resolve, 250))
     }
     writtenAt = Date.now()
   })()
 
-  let kills = 0
   let writtenAtLastKill = 0
   while (kills < 4) {
     await new Promise((resolve) => setTimeout(resolve, 1_000 + kills * 200))
@@ -90,7 +91,6 @@ t.test('SIGKILL several times while events flow: the finals in R4 equal a count 
     t.comment(`SIGKILL ${kills} after ${written} events written`)
     roles.push(await startRole(t, 'analytics', env(topics)))
   }
-  allKilled()
   await writing
   t.ok(writtenAtLastKill < events.length, 'every kill happened while events were still being written')
   await producer.send({ topic: topics.input, messages: flush(events.at(-1)!.at).map(eventMessage) })

@@ -29,8 +29,11 @@ t.test('two replicas sharing the input partitions give the same finals as one in
   const a = await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: topics.output, ANALYTICS_GROUP_ID: topics.group, ANALYTICS_INSTANCE_ID: 'a', ANALYTICS_STATIC_MEMBERSHIP: 'false' })
   const input = events(12_000)
   let written = 0
+  let bJoined = false
   const writing = (async () => {
     for (let i = 0; i < input.length; i += 1000) {
+      // the last events wait for b: it joins while events flow, however slowly it starts on a busy machine
+      if (i + 1000 >= input.length - PAGES.length) await waitFor('b to join', () => bJoined, 120_000)
       await writeRecords(topics.input, input.slice(i, i + 1000).map(eventMessage))
       written = Math.min(input.length, i + 1000)
       await new Promise((resolve) => setTimeout(resolve, 200))
@@ -39,6 +42,7 @@ t.test('two replicas sharing the input partitions give the same finals as one in
   await waitFor('the first events to flow', () => written >= 2000)
   // b joins while events flow: a hands partitions over in the rebalance
   const b = await startRole(t, 'analytics', { ...common, ANALYTICS_OUTPUT_TOPIC: topics.output, ANALYTICS_GROUP_ID: topics.group, ANALYTICS_INSTANCE_ID: 'b', ANALYTICS_STATIC_MEMBERSHIP: 'false' })
+  bJoined = true
   const joinedAt = written
   await writing
   t.ok(joinedAt < input.length, `b joined after ${joinedAt} of ${input.length} events`)

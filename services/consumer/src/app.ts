@@ -1,11 +1,18 @@
 import { Type } from '@sinclair/typebox'
-import { type Role, TopicName, commonConfig, consumerProperties, deadLetterTopic, producerProperties } from '@pagestream/core'
+import { type Role, TopicName, commonConfig, deadLetterTopic, producerProperties } from '@pagestream/core'
 import { EventLogger } from './event-logger.js'
+import { GroupMember } from './group-member.js'
 
 const config = {
   ...commonConfig('consumer', 8083),
   CONSUMER_TOPIC: TopicName('R1', 'topic whose events are logged'),
   CONSUMER_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-consumer', description: 'consumer group' }),
+  CONSUMER_INSTANCE_ID: Type.String({
+    pattern: '^([a-zA-Z0-9._-]{1,200})?$',
+    default: '',
+    description: 'group.instance.id: empty joins as a dynamic member; set, a static one (a restart keeps its ' +
+      'partitions without a rebalance), and it must then be unique per replica: a twin with the same id fences it',
+  }),
 }
 
 export const role: Role<typeof config> = {
@@ -19,25 +26,31 @@ export const role: Role<typeof config> = {
     // a DLQ outage fails the batch in seconds (and it is retried), well inside max.poll.interval.ms
     const dlqProducer = fastify.kafka.client.producer(producerProperties({ deliveryTimeoutMs: 10_000 }))
     await dlqProducer.connect()
-    let joined = false
-    let partitions = 0
-    const consumer = fastify.kafka.client.consumer(consumerProperties({
+    const logger = new EventLogger(dlqProducer, fastify.log.child({ component: 'event-logger' }), fastify.metrics,
+      { role: 'consumer', consumerGroup: config.CONSUMER_GROUP_ID })
+    const member = new GroupMember({
+      client: fastify.kafka.client,
+      topic,
       groupId: config.CONSUMER_GROUP_ID,
-      rebalance: (kind, assignment) => {
-        joined = true
-        partitions = kind === 'assign' ? assignment.length : 0
-      },
-    }))
-    await consumer.connect()
-    fastify.health.addCheck('consumer-group', () => joined ? { ok: true } : { ok: false, detail: `not yet in group ${config.CONSUMER_GROUP_ID}` })
+      instanceId: config.CONSUMER_INSTANCE_ID === '' ? undefined : config.CONSUMER_INSTANCE_ID,
+      log: fastify.log.child({ component: 'consumer' }),
+      metrics: fastify.metrics,
+    }, (batch) => logger.handleBatch(batch))
+    fastify.health.addCheck('consumer-group', () => member.readiness())
     fastify.addHook('onClose', async () => {
-      await consumer.disconnect()
+      await member.stop()
       await dlqProducer.disconnect()
     })
+    await member.start()
 
-    const logger = new EventLogger(consumer, dlqProducer, fastify.log.child({ component: 'event-logger' }), fastify.metrics)
-    await logger.run(topic)
-
-    fastify.get('/status', async () => ({ topic, group: config.CONSUMER_GROUP_ID, partitions, ...logger.stats }))
+    fastify.get('/status', async () => ({
+      topic,
+      group: config.CONSUMER_GROUP_ID,
+      instanceId: config.CONSUMER_INSTANCE_ID === '' ? null : config.CONSUMER_INSTANCE_ID,
+      partitions: member.partitions ?? 0,
+      ...logger.stats,
+      fatalErrors: member.fatalErrors,
+      lastError: member.lastError ?? null,
+    }))
   },
 }

@@ -1,4 +1,7 @@
-import { type Consumer, InvalidPageEventError, type KafkaMessage, type Producer, deadLetterMessage, deadLetterTopic, decodePageEvent } from '@pagestream/core'
+import {
+  type DeadLetterWriter, InvalidPageEventError, type KafkaBatch, type KafkaMessage, type Producer,
+  deadLetterMessage, deadLetterTopic, decodePageEvent,
+} from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 
@@ -6,7 +9,7 @@ export interface EventLoggerStats { logged: number, deadLettered: number }
 
 /**
  * The lab's consumer: every PageEvent of the topic becomes one structured log line. Poison
- * records go to the dead-letter topic; a batch's offsets are committed only after its
+ * records go to the dead-letter topic; a batch is done (and may be committed) only once its
  * dead letters were acknowledged, so nothing is skipped silently.
  */
 export class EventLogger {
@@ -15,31 +18,25 @@ export class EventLogger {
   readonly #deadLettered: Counter
 
   constructor (
-    private readonly consumer: Consumer,
     private readonly dlqProducer: Producer,
     private readonly log: FastifyBaseLogger,
     metrics: Registry,
+    private readonly writer: DeadLetterWriter,
   ) {
     this.#logged = new Counter({ name: 'pagestream_events_logged_total', help: 'page events logged', registers: [metrics] })
     this.#deadLettered = new Counter({ name: 'pagestream_events_dead_lettered_total', help: 'malformed records sent to the dead-letter topic', registers: [metrics] })
   }
 
-  async run (topic: string): Promise<void> {
-    await this.consumer.subscribe({ topics: [topic] })
-    await this.consumer.run({
-      eachBatch: async ({ batch }) => {
-        const deadLetters: Array<Promise<unknown>> = []
-        for (const message of batch.messages) {
-          const poison = this.#handle(batch.topic, batch.partition, message)
-          if (poison !== undefined) deadLetters.push(poison)
-        }
-        await Promise.all(deadLetters)
-        const last = batch.messages.at(-1)
-        if (last !== undefined) {
-          await this.consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: String(Number(last.offset) + 1) }])
-        }
-      },
-    })
+  /** Logs a batch and waits for its dead letters; returns the offset to commit (one past its last record). */
+  async handleBatch (batch: KafkaBatch): Promise<string | undefined> {
+    const deadLetters: Array<Promise<unknown>> = []
+    for (const message of batch.messages) {
+      const poison = this.#handle(batch.topic, batch.partition, message)
+      if (poison !== undefined) deadLetters.push(poison)
+    }
+    await Promise.all(deadLetters)
+    const last = batch.messages.at(-1)
+    return last === undefined ? undefined : String(Number(last.offset) + 1)
   }
 
   #handle (topic: string, partition: number, message: KafkaMessage): Promise<unknown> | undefined {
@@ -54,7 +51,8 @@ export class EventLogger {
       this.log.warn({ topic, partition, offset: message.offset, reason: err.message }, 'malformed record sent to the dead-letter topic')
       this.stats.deadLettered++
       this.#deadLettered.inc()
-      return this.dlqProducer.send({ topic: deadLetterTopic(topic), messages: [deadLetterMessage({ topic, partition, message }, err)] })
+      const letter = deadLetterMessage({ topic, partition, message }, err, this.writer)
+      return this.dlqProducer.send({ topic: deadLetterTopic(topic), messages: [letter] })
     }
   }
 }

@@ -11,6 +11,7 @@ export type Producer = KafkaTypes.Producer
 export type Consumer = KafkaTypes.Consumer
 export type Admin = KafkaTypes.Admin
 export type KafkaMessage = KafkaTypes.KafkaMessage
+export type KafkaBatch = KafkaTypes.Batch
 export type ProducerConfig = KafkaTypes.ProducerConstructorConfig
 export type ConsumerConfig = KafkaTypes.ConsumerConstructorConfig
 
@@ -18,7 +19,7 @@ type KafkaSettings = Pick<CommonConfig, 'KAFKA_BROKERS' | 'KAFKA_CLIENT_ID' | 'K
   'KAFKA_SASL_MECHANISM' | 'KAFKA_SASL_USERNAME' | 'KAFKA_SASL_PASSWORD' | 'KAFKA_SSL_CA_LOCATION'>
 
 /** librdkafka's log lines as structured pino records of the role's logger. */
-export function kafkaLogger (log: FastifyBaseLogger): KafkaTypes.Logger {
+function kafkaLogger (log: FastifyBaseLogger): KafkaTypes.Logger {
   const adapter: KafkaTypes.Logger = {
     info: (message, extra) => log.info(extra ?? {}, message),
     warn: (message, extra) => log.warn(extra ?? {}, message),

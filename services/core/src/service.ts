@@ -4,11 +4,13 @@ import closeWithGrace from 'close-with-grace'
 import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js'
 import { type CommonConfig, ConfigError, loadConfig } from './config.js'
+import { connectionDrain } from './connection-drain.js'
 import { healthPlugin } from './health.js'
 import { HttpError } from './http-error.js'
 import { kafkaPlugin } from './kafka-plugin.js'
 import { loggerOptions } from './logger.js'
 import { metricsPlugin } from './metrics.js'
+import { type PortReservation, reservePort } from './port-reservation.js'
 
 
 /** What a role is: its name, its config schema and its Fastify plugin. */
@@ -27,11 +29,18 @@ export async function createService<P extends TProperties> (
   config: StaticDecode<TObject<P>> & CommonConfig,
   options: { logger?: boolean } = {},
 ): Promise<FastifyInstance> {
+  const fastify = serviceInstance(config, options)
+  await registerRole(fastify, role, config)
+  return fastify
+}
+
+/** The Fastify instance with its HTTP behaviour, before any plugin (and so any Kafka client) has started. */
+function serviceInstance (config: CommonConfig, options: { logger?: boolean }): FastifyInstance {
   const fastify = Fastify({
     logger: options.logger === false ? false : loggerOptions(config.LOG_LEVEL),
     requestTimeout: 30_000,
     connectionTimeout: 10_000,
-    // on close, idle keep-alive sockets go at once; requests under way finish (SSE streams are ended by their plugin)
+    // idle keep-alive sockets are closed by connectionDrain below; requests under way finish (SSE ends in its plugin)
     forceCloseConnections: 'idle',
     trustProxy: trustedProxies(config.HTTP_TRUST_PROXY),
     // a 256-character page name, every character percent-encoded UTF-8 (Fastify's default is 100)
@@ -61,11 +70,22 @@ export async function createService<P extends TProperties> (
     return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` })
   })
 
+  // on close, keep-alive clients are told to go (503 or Connection: close) rather than reset mid-request
+  const drain = connectionDrain(fastify.server)
+  fastify.addHook('onSend', async (_request, reply) => { if (drain.draining) reply.header('connection', 'close') })
+  fastify.addHook('preClose', async () => { drain.start() })
+  return fastify
+}
+
+async function registerRole<P extends TProperties> (
+  fastify: FastifyInstance,
+  role: Role<P>,
+  config: StaticDecode<TObject<P>> & CommonConfig,
+): Promise<void> {
   await fastify.register(healthPlugin)
   await fastify.register(metricsPlugin, { role: role.name })
   await fastify.register(kafkaPlugin, { config })
   await fastify.register(role.app, { config })
-  return fastify
 }
 
 /** HTTP_TRUST_PROXY: empty trusts no proxy, "true" any, otherwise a comma-separated list of addresses or CIDRs. */
@@ -132,6 +152,7 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
     return
   }
   let fastify: FastifyInstance | undefined
+  let stopping = false
   closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS }, async ({ signal, err }) => {
     if (fastify === undefined) {
       if (err !== undefined) process.stderr.write(`pagestream ${role.name}: failed before it was ready: ${err.stack ?? err.message}\n`)
@@ -139,17 +160,38 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
     }
     if (err !== undefined) fastify.log.error({ err }, 'stopping after an error')
     else fastify.log.info({ signal }, 'stopping')
+    stopping = true
     await fastify.close()
   })
+  let reservation: PortReservation | undefined
   try {
-    fastify = await createService(role, config)
-    await fastify.listen({ host: config.HTTP_HOST, port: config.HTTP_PORT })
+    fastify = serviceInstance(config, {})
+    // local problems (port taken) first: a failed start must not join a group or fence a running replica
+    reservation = await reservePort(config.HTTP_HOST, config.HTTP_PORT)
+    await registerRole(fastify, role, config)
+    await fastify.ready()
+    const port = reservation.port
+    await reservation.release()
+    reservation = undefined
+    // a signal during start-up: the close under way ends the process, nothing is to be served
+    if (!stopping) await fastify.listen({ host: config.HTTP_HOST, port })
   } catch (err) {
-    // start-up failed (broker refused topic creation, port taken, bad client setting): say why, exit 1
+    // start-up failed (port taken, broker refused topic creation, bad client setting): say why, exit 1
     const error = err as Error
     if (fastify !== undefined) fastify.log.fatal({ err: error }, 'start-up failed')
     else process.stderr.write(`pagestream ${role.name}: start-up failed: ${error.stack ?? error.message}\n`)
-    await fastify?.close().catch(() => {})
+    await reservation?.release()
+    await closeWithin(fastify, config.SHUTDOWN_TIMEOUT_MS)
     process.exit(1)
   }
+}
+
+/** Closes what a failed start opened, but never waits longer than the shutdown timeout for it. */
+async function closeWithin (fastify: FastifyInstance | undefined, timeoutMs: number): Promise<void> {
+  if (fastify === undefined) return
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = new Promise<'timed out'>((resolve) => { timer = setTimeout(() => resolve('timed out'), timeoutMs) })
+  const outcome = await Promise.race([fastify.close().then(() => 'closed' as const, () => 'closed' as const), timedOut])
+  clearTimeout(timer)
+  if (outcome === 'timed out') fastify.log.error({ timeoutMs }, 'closing after the failed start-up timed out')
 }

@@ -4,6 +4,7 @@ import type { FastifyBaseLogger } from 'fastify'
 import type { KafkaJS } from '@confluentinc/kafka-javascript'
 import { type Consumer, type KafkaClient, type KafkaMessage, consumerProperties } from './kafka.js'
 import { TransactionalProducer, failureBackoff } from './transactional-producer.js'
+import { fatalErrorWatch } from './consumer-failure.js'
 
 /** A record a batch function asks to write; `partition` unset: the producer's partitioner places it by key. */
 export interface OutgoingRecord {
@@ -72,13 +73,6 @@ const COMMITTED_OFFSET_TIMEOUT_MS = 5_000
 const REBALANCE_SETTLE_MS = 2_000
 /** librdkafka can wait forever for a rebalance that arrives while the consumer closes; do not wait with it. */
 const CONSUMER_CLOSE_TIMEOUT_MS = 5_000
-/**
- * @confluentinc/kafka-javascript 1.10 only logs a fatal consumer error (its event.error handler and its fetch
- * loop log and retry for ever), so the task reads them from the consumer's log: librdkafka's ERR__FATAL reads
- * "Local: Fatal error", its log line "Fatal error: Broker: Static consumer fenced by other consumer ...".
- */
-const FATAL_CONSUMER_LOG = /Fatal error|Static consumer fenced/
-
 /**
  * Consume-transform-produce, exactly once: each batch the consumer hands over (one partition, at
  * most `batchSize` records) becomes one Kafka transaction holding what the batch function made of
@@ -194,18 +188,7 @@ export class StreamTask {
 
   /** The consumer's log lines go to the task's log; a fatal error among them makes the task start over. */
   #consumerLogger (consumer: () => Consumer): KafkaJS.Logger {
-    const adapter: KafkaJS.Logger = {
-      info: (message, extra) => this.log.info(extra ?? {}, message),
-      warn: (message, extra) => this.log.warn(extra ?? {}, message),
-      error: (message, extra) => {
-        this.log.error(extra ?? {}, message)
-        if (FATAL_CONSUMER_LOG.test(message)) this.#onFatal(consumer(), message)
-      },
-      debug: (message, extra) => this.log.debug(extra ?? {}, message),
-      namespace: () => adapter,
-      setLogLevel: () => {},
-    }
-    return adapter
+    return fatalErrorWatch(this.log, (message) => { this.#onFatal(consumer(), message) })
   }
 
   /**

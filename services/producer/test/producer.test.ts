@@ -138,22 +138,32 @@ function postOnNewConnection (url: string, body: string): Promise<{ status: numb
 t.test('SIGTERM during a burst of publishes loses no acknowledged event', async (t) => {
   const topic = uniqueName('prod-term')
   t.teardown(() => deleteTopics([topic]))
-  const producer = await startRole(t, 'producer', { PRODUCER_TOPICS: topic })
+  const producer = await startRole(t, 'producer', { PRODUCER_TOPICS: topic, RATE_LIMIT_MAX: '1000000' })
   const acknowledged: string[] = []
   let refused = 0
   const broken: Array<{ user: string, outcome: string }> = []
-  const burst = Array.from({ length: 400 }, async (_, i) => {
-    await new Promise((resolve) => setTimeout(resolve, i * 2))
+  const send = async (i: number) => {
     // a connection per request: a reset then means a request under way was cut, not a keep-alive race
     const response = await postOnNewConnection(`${producer.url}/events/${topic}`, JSON.stringify({ ...event, user: `U${i}` }))
     if (response.status === 200) acknowledged.push(...(JSON.parse(response.body) as { results: Array<{ eventId: string }> }).results.map((r) => r.eventId))
     else if (response.status === 503 && /json/.test(response.contentType)) refused++
     else if (response.status === 0 && response.error === 'ECONNREFUSED') refused++
     else broken.push({ user: `U${i}`, outcome: response.status === 0 ? response.error : `HTTP ${response.status}` })
-  })
+  }
+  const burst: Array<Promise<void>> = []
+  let exited = false
+  // a request every 2 ms until the producer has exited, and one more: some come after SIGTERM however slow the machine
+  const launching = (async () => {
+    while (!exited) {
+      burst.push(send(burst.length))
+      await new Promise((resolve) => setTimeout(resolve, 2))
+    }
+    burst.push(send(burst.length))
+  })()
   await waitFor('some events acknowledged', () => acknowledged.length >= 50)
   const stopping = Date.now()
-  const exit = producer.stop('SIGTERM')
+  const exit = producer.stop('SIGTERM').finally(() => { exited = true })
+  await launching
   await Promise.all(burst)
   t.equal(await exit, 0, 'exit code 0')
   const shutdownMs = Date.now() - stopping

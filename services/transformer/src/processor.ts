@@ -32,7 +32,7 @@ export function transformProcessor (
     deliveryTimeoutMs: settings.deliveryTimeoutMs,
     instanceVariable: 'TRANSFORMER_INSTANCE_ID',
   }, (topic, partition, messages) => {
-    const work = transformBatch(topic, partition, messages)
+    const work = transformBatch(topic, partition, messages, { role: 'transformer', consumerGroup: settings.groupId })
     const outputs = [{ topic: settings.outputTopic, messages: work.outputs }]
     return { outputs, deadLetters: work.deadLetters, nextOffset: work.nextOffset }
   }, log, observer)

@@ -1,5 +1,5 @@
 import {
-  EVENT_ID_HEADER, InvalidPageEventError, type KafkaMessage, type PageEvent,
+  type DeadLetterWriter, EVENT_ID_HEADER, InvalidPageEventError, type KafkaMessage, type PageEvent,
   deadLetterMessage, decodePageEvent, pageEventMessage, parsePageEvent,
 } from '@pagestream/core'
 
@@ -37,7 +37,9 @@ export function traceId (source: { topic: string, partition: number, message: Ka
  * The output is re-validated: upper-casing can lengthen a name ("ß" -> "SS") and doubling can
  * leave the safe-integer range, and such an event must not reach R3 as if it were valid.
  */
-export function transformBatch (topic: string, partition: number, messages: KafkaMessage[]): TransformedBatch {
+export function transformBatch (
+  topic: string, partition: number, messages: KafkaMessage[], writer: DeadLetterWriter = { role: 'transformer' },
+): TransformedBatch {
   const outputs: TransformedBatch['outputs'] = []
   const deadLetters: TransformedBatch['deadLetters'] = []
   for (const message of messages) {
@@ -47,7 +49,7 @@ export function transformBatch (topic: string, partition: number, messages: Kafk
       outputs.push(pageEventMessage(transformed, traceId(source)))
     } catch (err) {
       if (!(err instanceof InvalidPageEventError)) throw err
-      deadLetters.push(deadLetterMessage(source, err))
+      deadLetters.push(deadLetterMessage(source, err, writer))
     }
   }
   const last = messages.at(-1)

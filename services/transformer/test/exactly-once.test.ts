@@ -57,7 +57,7 @@ t.test('SIGTERM mid-stream: exits 0 in time, and a successor continues exactly w
   await admin.connect()
   t.teardown(() => admin.disconnect())
   const first = await startTransformer(t, topics, 'term', { LOG_LEVEL: 'info' })
-  const writing = writeSteadily(topics.input, asRecords(events), { chunk: 400, everyMs: 100 })
+  const writingEarly = writeSteadily(topics.input, asRecords(events.slice(0, 3_000)), { chunk: 400, everyMs: 100 })
   await waitFor('a quarter of the stream to be transformed', async () => (await status(first)).counts.transformed >= events.length / 4, 30_000, 20)
   await waitFor('a transaction open on the output', async () => await openTransactionOn(admin, topics.output), 5_000, 1).catch(() => false)
 
@@ -71,6 +71,8 @@ t.test('SIGTERM mid-stream: exits 0 in time, and a successor continues exactly w
   t.equal(stopped?.transactionsAborted, 0, 'the batch in flight was committed, not aborted')
   t.ok((stopped?.transformed ?? 0) < events.length, 'it stopped mid-stream')
 
+  // the last quarter only after the stop, so that it stops mid-stream however slowly it shuts down
+  const writing = writingEarly.then(() => writeSteadily(topics.input, asRecords(events.slice(3_000)), { chunk: 400, everyMs: 100 }))
   const second = await startTransformer(t, topics, 'term')
   await writing
   await waitFor('the successor to transform the rest', async () => (await status(second)).counts.transformed >= events.length - (stopped?.transformed ?? 0), 30_000, 50)

@@ -140,10 +140,11 @@ t.test('two instances wrongly sharing one instance id: the older steps down, the
   const env = { TRANSFORMER_STATIC_MEMBERSHIP: 'false', TRANSFORMER_BATCH_SIZE: '50' }
   const first = await startTransformer(t, topics, 'twin', env)
   const events = inputEvents(5_000, 'twin')
-  // a stream long enough that the older one tries another transaction after the newer one started
-  const writing = writeSteadily(topics.input, asRecords(events), { chunk: 100, everyMs: 100 })
+  const writingEarly = writeSteadily(topics.input, asRecords(events.slice(0, 2_500)), { chunk: 100, everyMs: 100 })
   await waitFor('the first to make progress', async () => (await status(first)).counts.transformed > 0, 20_000, 20)
   const second = await startTransformer(t, topics, 'twin', env)
+  // the rest once the newer one started: the older one tries another transaction after it, however slow the start
+  const writing = writingEarly.then(() => writeSteadily(topics.input, asRecords(events.slice(2_500)), { chunk: 100, everyMs: 100 }))
   await waitFor('the first to be fenced', async () => (await status(first)).counts.timesFenced === 1, 20_000, 20)
   const fenced = await (await fetch(`${first.url}/health/ready`)).json() as { status: string, checks: Record<string, { ok: boolean, detail?: string }> }
   t.equal(fenced.status, 'not ready', 'the fenced instance is not ready')
