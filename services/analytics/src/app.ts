@@ -1,8 +1,8 @@
-import { randomBytes } from 'node:crypto'
-import { hostname } from 'node:os'
 import { Type, type StaticDecode, type TObject } from '@sinclair/typebox'
 import fp from 'fastify-plugin'
-import { type Role, TopicName, commonConfig, connectionProperties, corsConfig, deadLetterTopic } from '@pagestream/core'
+import {
+  type Role, TopicName, commonConfig, connectionProperties, corsConfig, deadLetterTopic, replicaInstanceId,
+} from '@pagestream/core'
 import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
@@ -88,9 +88,10 @@ export const role: Role<typeof config> = {
     await fastify.kafka.ensureTopics(created.filter((topic) => topic !== undefined).map((topic) => ({ topic })))
 
     if (config.ANALYTICS_PROCESSOR) {
-      const instanceId = config.ANALYTICS_INSTANCE_ID || `${hostname()}-${process.pid}-${randomBytes(3).toString('hex')}`
+      const replica = replicaInstanceId(config.ANALYTICS_INSTANCE_ID)
+      const instanceId = replica.id
       // a generated id is new per process: a static member of that name would never come back
-      const staticMembership = config.ANALYTICS_STATIC_MEMBERSHIP && config.ANALYTICS_INSTANCE_ID !== ''
+      const staticMembership = config.ANALYTICS_STATIC_MEMBERSHIP && replica.configured
       const { admin } = fastify.kafka
       const starting: Array<Promise<void>> = []
       // R2's partition count, which the repartition topic has too

@@ -1,6 +1,7 @@
 export * from './page-event.js'
 export * from './topics.js'
 export * from './config.js'
+export * from './instance-id.js'
 export * from './kafka.js'
 export * from './broker-watch.js'
 export * from './dead-letter.js'

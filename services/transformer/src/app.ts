@@ -1,7 +1,6 @@
-import { hostname } from 'node:os'
 import { Type, type Static, type StaticDecode, type TObject } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import { type Role, TopicName, commonConfig, deadLetterTopic, streamTaskMetrics } from '@pagestream/core'
+import { type Role, TopicName, commonConfig, deadLetterTopic, replicaInstanceId, streamTaskMetrics } from '@pagestream/core'
 import { transformProcessor } from './processor.js'
 
 const config = {
@@ -13,7 +12,7 @@ const config = {
     pattern: '^[a-zA-Z0-9._-]{0,200}$',
     default: '',
     description: 'stable name of this replica, unique among the replicas (transactional.id and group.instance.id are ' +
-      'derived from it); a restart with the same name fences its predecessor. Empty: <hostname>-<pid>, dynamic member',
+      'derived from it); a restart with the same name fences its predecessor. Empty: <hostname>-<pid>-<random>, new per process, dynamic member',
   }),
   TRANSFORMER_STATIC_MEMBERSHIP: Type.Boolean({
     default: true,
@@ -50,24 +49,20 @@ const Status = Type.Object({
 })
 type Status = Static<typeof Status>
 
-/** The configured instance id, or one unique per process (hostname and pid) when none was set. */
-function instanceId (configured: string): string {
-  return configured !== '' ? configured : `${hostname().replace(/[^a-zA-Z0-9._-]/g, '-')}-${process.pid}`
-}
-
 async function transformer (fastify: FastifyInstance, { config }: { config: TransformerConfig }) {
   const deadLetters = deadLetterTopic(config.TRANSFORMER_INPUT_TOPIC)
   // the input too, so the transformer can start before anything was published
   await fastify.kafka.ensureTopics([{ topic: config.TRANSFORMER_INPUT_TOPIC }, { topic: config.TRANSFORMER_OUTPUT_TOPIC }, { topic: deadLetters }])
 
   // a static member needs an id given on purpose: two processes with one default id would fence each other
-  const staticMembership = config.TRANSFORMER_STATIC_MEMBERSHIP && config.TRANSFORMER_INSTANCE_ID !== ''
+  const replica = replicaInstanceId(config.TRANSFORMER_INSTANCE_ID)
+  const staticMembership = config.TRANSFORMER_STATIC_MEMBERSHIP && replica.configured
   const processor = transformProcessor(fastify.kafka.client, {
     inputTopic: config.TRANSFORMER_INPUT_TOPIC,
     outputTopic: config.TRANSFORMER_OUTPUT_TOPIC,
     deadLetterTopic: deadLetters,
     groupId: config.TRANSFORMER_GROUP_ID,
-    instanceId: `${config.TRANSFORMER_GROUP_ID}-${instanceId(config.TRANSFORMER_INSTANCE_ID)}`,
+    instanceId: `${config.TRANSFORMER_GROUP_ID}-${replica.id}`,
     batchSize: config.TRANSFORMER_BATCH_SIZE,
     staticMembership,
     deliveryTimeoutMs: config.TRANSFORMER_DELIVERY_TIMEOUT_MS,

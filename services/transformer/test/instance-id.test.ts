@@ -59,7 +59,7 @@ t.test('TRANSFORMER_INSTANCE_ID unset: two processes on one host get their own i
   const [sa, sb] = [await status(a), await status(b)]
   t.not(sa.transactionalId, sb.transactionalId, 'no shared transactional.id')
   const host = hostname().replace(/[^a-zA-Z0-9._-]/g, '-')
-  t.match(sa.transactionalId, new RegExp(`^${topics.group}-${host}-${a.child.pid}$`), '<group>-<hostname>-<pid>')
+  t.match(sa.transactionalId, new RegExp(`^${topics.group}-${host}-${a.child.pid}-[0-9a-f]{6}$`), '<group>-<hostname>-<pid>-<random>')
   t.same([sa.groupInstanceId, sb.groupInstanceId], [null, null], 'no static membership without an id set on purpose')
   const events = inputEvents(200, 'default-id')
   await writeRecords(topics.input, asRecords(events))
