@@ -23,8 +23,12 @@ const metric = async (url: string, pattern: RegExp) => pattern.test(await (await
 t.test('a replica fenced by a static member with its instance id is not ready, and takes over again once that one is gone', async (t) => {
   const topics = await analyticsTopics(t, 'fenced', 2)
   // ANALYTICS_INSTANCE_ID set: static membership (group.instance.id = transactional.id), as in compose;
-  // no closing on the clock, so the fenced replica has nothing to commit: only its consumer learns of the fence
-  const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', WINDOW_IDLE_CLOSE_MS: '0', ANALYTICS_INSTANCE_ID: 'same' }
+  // no closing on the clock, so the fenced replica has nothing to commit: only its consumer learns of the fence.
+  // The window processor's recovery alone: a re-keying stage fenced by a live twin steps down for good, like the transformer
+  const env = {
+    ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', WINDOW_IDLE_CLOSE_MS: '0', ANALYTICS_INSTANCE_ID: 'same',
+    ANALYTICS_INPUT_PARTITIONED_BY_PAGE: 'true',
+  }
   const survivor = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, events(0, 300).map(eventMessage))
   await waitFor('the first replica to commit', () => metric(survivor.url, /analytics_transactions_total\{[^}]*result="committed"[^}]*\} [1-9]/), 30_000)
