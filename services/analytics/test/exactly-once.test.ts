@@ -2,7 +2,9 @@ import t from 'tap'
 import { readTopic, testKafka, writeRecords } from '../../../test/helpers/kafka.js'
 import { type RunningRole, startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
-import { analyticsTopics, eventMessage, finalTable, readWindows, startAnalytics, topicEnv, type FinalRow, type PageEventSpec } from './fixture.js'
+import {
+  analyticsTopics, eventMessage, expectedFinals, finalTable, readWindows, startAnalytics, topicEnv, type FinalRow, type PageEventSpec,
+} from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
 const SIZE = 1_000
@@ -25,21 +27,10 @@ function flush (after: number): PageEventSpec[] {
 
 /** The expected finals, counted from the input topic with nothing of the processor's code. */
 function countFromInput (values: Array<string | null>): FinalRow[] {
-  const windows = new Map<string, FinalRow & { users: Set<string> }>()
-  for (const value of values) {
-    const event = JSON.parse(value ?? 'null') as { name: string, user: string, date: string, duration: number }
-    if (event.user === 'flush') continue
-    const start = Math.floor(Date.parse(event.date) / SIZE) * SIZE
-    const key = `${event.name}@${start}`
-    const row = windows.get(key) ?? { page: event.name, start, end: start + SIZE, count: 0, durationSum: 0, distinctUsers: 0, longViews: 0, users: new Set<string>() }
-    row.count += 1
-    row.durationSum += event.duration
-    row.users.add(event.user)
-    row.distinctUsers = row.users.size
-    if (event.duration > 100) row.longViews += 1
-    windows.set(key, row)
-  }
-  return [...windows.values()].map(({ users: _users, ...row }) => row).sort((a, b) => a.page.localeCompare(b.page) || a.start - b.start)
+  const events = values.map((value) => JSON.parse(value ?? 'null') as { name: string, user: string, date: string, duration: number })
+    .filter((event) => event.user !== 'flush')
+    .map((event) => ({ page: event.name, user: event.user, at: Date.parse(event.date), duration: event.duration }))
+  return expectedFinals(events, SIZE)
 }
 
 function restores (roles: RunningRole[]): Array<{ partitions: number[], records: number, windows: number, ms: number }> {

@@ -2,7 +2,9 @@ import t from 'tap'
 import { writeRecords } from '../../../test/helpers/kafka.js'
 import { startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
-import { analyticsTopics, eventMessage, finalTable, readWindows, topicEnv, type PageEventSpec } from './fixture.js'
+import {
+  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, type PageEventSpec,
+} from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
 const PAGES = ['a', 'b', 'c', 'd', 'e']
@@ -10,12 +12,6 @@ const PAGES = ['a', 'b', 'c', 'd', 'e']
 /** `count` events 10 ms apart from the `from`-th on: 100 per 1 s window, so rounds of 300 fill whole windows. */
 function events (from: number, count: number): PageEventSpec[] {
   return Array.from({ length: count }, (_, i) => ({ page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1 }))
-}
-
-async function readiness (url: string): Promise<{ status: number, detail: string }> {
-  const response = await fetch(`${url}/health/ready`)
-  const body = await response.json() as { checks: { processor?: { detail?: string } } }
-  return { status: response.status, detail: body.checks.processor?.detail ?? '' }
 }
 
 const metric = async (url: string, pattern: RegExp) => pattern.test(await (await fetch(`${url}/metrics`)).text())
@@ -36,18 +32,18 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
   // the same static member and transactional.id: it fences the running replica's consumer and producer
   const intruder = await startRole(t, 'analytics', env)
   await waitFor('the fenced replica to report not ready', async () => {
-    const { status, detail } = await readiness(survivor.url)
+    const { status, detail } = await processorReadiness(survivor.url)
     return status === 503 && /stepped down until no other member .* uses instance id same/.test(detail)
   }, 30_000)
   t.ok(await metric(survivor.url, /analytics_consumer_fatal_errors_total\{[^}]*\} 1\n/), 'the fatal consumer error is counted')
   t.ok(await metric(survivor.url, /analytics_stand_downs_total\{[^}]*reason="consumer fatal error"[^}]*\} 1\n/), 'and so is the stand-down')
   await writeRecords(topics.input, events(300, 300).map(eventMessage))
-  await waitFor('the intruder to own both partitions', async () => (await readiness(intruder.url)).detail === 'owns partitions [0,1]', 45_000)
-  t.equal((await readiness(survivor.url)).status, 503, 'the fenced replica stays out while the other one lives')
+  await waitFor('the intruder to own both partitions', async () => (await processorReadiness(intruder.url)).detail === 'owns partitions [0,1]', 45_000)
+  t.equal((await processorReadiness(survivor.url)).status, 503, 'the fenced replica stays out while the other one lives')
 
   // the intruder dies, as one that fails on a taken port would: its static membership expires after the session timeout
   await intruder.stop('SIGKILL')
-  await waitFor('the fenced replica to recover', async () => (await readiness(survivor.url)).detail === 'owns partitions [0,1]', 60_000)
+  await waitFor('the fenced replica to recover', async () => (await processorReadiness(survivor.url)).detail === 'owns partitions [0,1]', 60_000)
   t.ok(await metric(survivor.url, /analytics_recoveries_total\{[^}]*\} 1\n/), 'the recovery is counted in /metrics')
   const flush = PAGES.map((page) => ({ page, user: 'flush', at: T0 + 60_000, duration: 0 }))
   await writeRecords(topics.input, [...events(600, 300), ...flush].map(eventMessage))
@@ -68,7 +64,7 @@ t.test('replicas started without ANALYTICS_INSTANCE_ID on one host get ids of th
   const first = await startRole(t, 'analytics', env)
   const second = await startRole(t, 'analytics', env)
   await waitFor('each replica to own one partition', async () => {
-    const details = [(await readiness(first.url)).detail, (await readiness(second.url)).detail].sort()
+    const details = [(await processorReadiness(first.url)).detail, (await processorReadiness(second.url)).detail].sort()
     return details[0] === 'owns partitions [0]' && details[1] === 'owns partitions [1]'
   }, 45_000)
   const started = (role: typeof first) => role.logs().find((line) => line.msg === 'processor started')?.transactionalId

@@ -70,3 +70,29 @@ export function finalTable (records: Array<FinalRow & { final: boolean }>): Fina
   return records.filter((r) => r.final).map(({ final: _final, ...row }) => row)
     .sort((a, b) => a.page.localeCompare(b.page) || a.start - b.start)
 }
+
+/** The finals of tumbling windows of `sizeMs`, counted from the events with nothing of the role's code. */
+export function expectedFinals (events: PageEventSpec[], sizeMs: number): FinalRow[] {
+  const windows = new Map<string, FinalRow & { users: Set<string> }>()
+  for (const event of events) {
+    const start = Math.floor(event.at / sizeMs) * sizeMs
+    const key = `${event.page}@${start}`
+    const empty = { count: 0, durationSum: 0, distinctUsers: 0, longViews: 0, users: new Set<string>() }
+    const row = windows.get(key) ?? { page: event.page, start, end: start + sizeMs, ...empty }
+    row.count += 1
+    row.durationSum += event.duration
+    row.users.add(event.user)
+    row.distinctUsers = row.users.size
+    if (event.duration > 100) row.longViews += 1
+    windows.set(key, row)
+  }
+  return [...windows.values()].map(({ users: _users, ...row }) => row)
+    .sort((a, b) => a.page.localeCompare(b.page) || a.start - b.start)
+}
+
+/** A replica's readiness: the HTTP status and what its window processor's check says. */
+export async function processorReadiness (url: string): Promise<{ status: number, detail: string }> {
+  const response = await fetch(`${url}/health/ready`)
+  const body = await response.json() as { checks: { processor?: { detail?: string } } }
+  return { status: response.status, detail: body.checks.processor?.detail ?? '' }
+}

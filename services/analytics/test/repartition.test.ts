@@ -4,7 +4,7 @@ import { readTopic, testKafka, topicExists, writeRecords } from '../../../test/h
 import { type RunningRole, startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
 import {
-  type AnalyticsTopics, type FinalRow, analyticsTopics, finalTable, readWindows, startAnalytics, topicEnv,
+  type AnalyticsTopics, type FinalRow, analyticsTopics, expectedFinals, finalTable, readWindows, startAnalytics, topicEnv,
 } from './fixture.js'
 import { SseClient } from './sse-client.js'
 
@@ -53,25 +53,6 @@ async function writeSpread (topic: string, events: Spread[]): Promise<void> {
   } finally {
     await producer.disconnect()
   }
-}
-
-/** The finals counted from the events with nothing of the role's code. */
-function truth (events: Spread[]): FinalRow[] {
-  const windows = new Map<string, FinalRow & { users: Set<string> }>()
-  for (const event of events) {
-    const start = Math.floor(event.at / SIZE) * SIZE
-    const key = `${event.page}@${start}`
-    const empty = { count: 0, durationSum: 0, distinctUsers: 0, longViews: 0, users: new Set<string>() }
-    const row = windows.get(key) ?? { page: event.page, start, end: start + SIZE, ...empty }
-    row.count += 1
-    row.durationSum += event.duration
-    row.users.add(event.user)
-    row.distinctUsers = row.users.size
-    if (event.duration > 100) row.longViews += 1
-    windows.set(key, row)
-  }
-  return [...windows.values()].map(({ users: _users, ...row }) => row)
-    .sort((a, b) => a.page.localeCompare(b.page) || a.start - b.start)
 }
 
 /**
@@ -162,7 +143,7 @@ t.test('null-keyed, round-robin and foreign-keyed input: R4, SSE and the query A
   const spread = await inputSpread(topics.input, events.length + end.length)
   t.ok(PAGES.every((page) => (spread.get(page)?.size ?? 0) === PARTITIONS), 'every page on every input partition')
 
-  const expected = truth(events)
+  const expected = expectedFinals(events, SIZE)
   const finals = finalTable(await readWindows(topics.output, expected.length, 60_000))
   t.equal(finals.length, expected.length, `one final per page-window (${expected.length})`)
   t.same(finals, expected, 'R4: count, durationSum, distinctUsers and longViews of every final equal the truth')
@@ -217,7 +198,7 @@ t.test('ANALYTICS_INPUT_PARTITIONED_BY_PAGE on a spread input: the view sums sev
   const events = spreadEvents(300, from, 20)
   const end = [0, 1, 2].flatMap((partition) => flush(from + 20_000 + GRACE).map((e) => ({ ...e, partition })))
   await writeSpread(topics.input, [...events, ...end])
-  const expected = truth(events)
+  const expected = expectedFinals(events, SIZE)
   const records = await readWindows(topics.output, expected.length * 2, 60_000)
   const finals = finalTable(records)
   t.ok(finals.length > expected.length,
@@ -264,7 +245,7 @@ t.test('SIGKILL of the role while a spread input flows: exactly once through the
   await readTopic(topics.repartition, { count: events.length, settleMs: 200, timeoutMs: 60_000 })
   const end = [0, 1, 2].flatMap((partition) => flush(T0 + 300_000).map((e) => ({ ...e, partition })))
   await writeSpread(topics.input, end)
-  const expected = truth(events)
+  const expected = expectedFinals(events, SIZE)
   const finals = finalTable(await readWindows(topics.output, expected.length, 90_000))
   const keys = finals.map((row) => `${row.page}@${row.start}`)
   t.equal(new Set(keys).size, keys.length, 'no page-window has two finals')

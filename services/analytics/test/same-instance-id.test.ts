@@ -2,19 +2,15 @@ import t from 'tap'
 import { writeRecords } from '../../../test/helpers/kafka.js'
 import { startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
-import { analyticsTopics, eventMessage, finalTable, readWindows, topicEnv, type PageEventSpec } from './fixture.js'
+import {
+  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, type PageEventSpec,
+} from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
 const PAGES = ['a', 'b', 'c', 'd', 'e', 'f']
 
 function events (from: number, count: number): PageEventSpec[] {
   return Array.from({ length: count }, (_, i) => ({ page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1 }))
-}
-
-async function readiness (url: string): Promise<{ status: number, detail: string }> {
-  const response = await fetch(`${url}/health/ready`)
-  const body = await response.json() as { checks: { processor?: { detail?: string } } }
-  return { status: response.status, detail: body.checks.processor?.detail ?? '' }
 }
 
 t.test('two replicas given the same ANALYTICS_INSTANCE_ID: the older steps down instead of both fencing each other forever', async (t) => {
@@ -28,10 +24,10 @@ t.test('two replicas given the same ANALYTICS_INSTANCE_ID: the older steps down 
   const newer = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, events(300, 300).map(eventMessage))
   await waitFor('the older replica to step down', async () => {
-    const { status, detail } = await readiness(older.url)
+    const { status, detail } = await processorReadiness(older.url)
     return status === 503 && /fenced by another instance .*stepped down/.test(detail)
   }, 30_000)
-  await waitFor('the newer replica to own both partitions', async () => (await readiness(newer.url)).detail === 'owns partitions [0,1]', 45_000)
+  await waitFor('the newer replica to own both partitions', async () => (await processorReadiness(newer.url)).detail === 'owns partitions [0,1]', 45_000)
   t.pass('the newer replica took every partition over')
 
   await writeRecords(topics.input, [...events(600, 300), ...PAGES.map((page) => ({ page, user: 'flush', at: T0 + 60_000, duration: 0 }))].map(eventMessage))
@@ -42,6 +38,6 @@ t.test('two replicas given the same ANALYTICS_INSTANCE_ID: the older steps down 
   }
   const finals = finalTable(await readWindows(topics.output, expected.size, 60_000))
   t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected), 'every window final once, each event counted once')
-  const older503 = await readiness(older.url)
+  const older503 = await processorReadiness(older.url)
   t.equal(older503.status, 503, 'the older replica stays not ready until restarted')
 })
