@@ -3,7 +3,7 @@ import { writeRecords } from '../../../test/helpers/kafka.js'
 import { startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
 import {
-  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, type PageEventSpec,
+  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, windowCounts, type PageEventSpec,
 } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
@@ -48,11 +48,7 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
   const flush = PAGES.map((page) => ({ page, user: 'flush', at: T0 + 60_000, duration: 0 }))
   await writeRecords(topics.input, [...events(600, 300), ...flush].map(eventMessage))
 
-  const expected = new Map<string, number>()
-  for (const e of events(0, 900)) {
-    const key = `${e.page}@${Math.floor(e.at / 1000) * 1000}`
-    expected.set(key, (expected.get(key) ?? 0) + 1)
-  }
+  const expected = windowCounts(events(0, 900), 1000)
   const finals = finalTable(await readWindows(topics.output, expected.size, 60_000))
   t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected), 'every window final once, each event counted once')
   t.equal(await survivor.stop(), 0, 'and it stops cleanly')

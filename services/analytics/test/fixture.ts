@@ -96,3 +96,13 @@ export async function processorReadiness (url: string): Promise<{ status: number
   const body = await response.json() as { checks: { processor?: { detail?: string } } }
   return { status: response.status, detail: body.checks.processor?.detail ?? '' }
 }
+
+/** Events per tumbling window of `sizeMs`, keyed `<page>@<window start>`, counted with nothing of the role's code. */
+export function windowCounts (events: PageEventSpec[], sizeMs: number): Map<string, number> {
+  const counts = new Map<string, number>()
+  for (const event of events) {
+    const key = `${event.page}@${Math.floor(event.at / sizeMs) * sizeMs}`
+    counts.set(key, (counts.get(key) ?? 0) + 1)
+  }
+  return counts
+}

@@ -1,15 +1,10 @@
-import t, { type Test } from 'tap'
+import t from 'tap'
 import type { InjectOptions } from 'fastify'
-import { createService, loadConfig } from '@pagestream/core'
+import { loadConfig } from '@pagestream/core'
 import { role } from '../dist/app.js'
-import { TEST_BROKERS, deleteTopics, readTopic, uniqueName, withAdmin } from '../../../test/helpers/kafka.js'
+import { producerService } from './producer-service.js'
+import { deleteTopics, readTopic, uniqueName, withAdmin } from '../../../test/helpers/kafka.js'
 
-async function producerService (t: Test, env: Record<string, string>) {
-  const config = loadConfig(role.config, { KAFKA_BROKERS: TEST_BROKERS, LOG_LEVEL: 'silent', ...env })
-  const fastify = await createService(role, config, { logger: false })
-  t.teardown(() => fastify.close())
-  return fastify
-}
 
 const event = { name: 'blog', user: 'U2', date: '2023-09-30T22:40:16.975Z', duration: 7587 }
 const json = (body: string | Buffer, contentType = 'application/json') =>
