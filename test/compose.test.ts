@@ -8,9 +8,9 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { parse } from 'yaml'
 import { ConfigError, loadConfig } from '@pagestream/core'
-import { COMPOSE_GO_VERSION, composeValidator } from './helpers/compose-schema.js'
-import { ROOT, startRole } from './helpers/process.js'
-import { ROLES, type RoleName, type RoleSchema, loadRoles, requiredVariables, serverPath } from './helpers/roles.js'
+import { COMPOSE_GO_VERSION, composeValidator } from '@pagestream/test-kit/compose-schema'
+import { ROOT, startRole } from '@pagestream/test-kit'
+import { ROLES, type RoleName, type RoleSchema, loadRoles, requiredVariables, serverPath } from '@pagestream/test-kit/roles'
 
 const run = promisify(execFile)
 const compose = parse(readFileSync(join(ROOT, 'redpanda-compose.yml'), 'utf8'), { merge: true }) as any

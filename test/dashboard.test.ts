@@ -1,9 +1,8 @@
 import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import t from 'tap'
-import { createTopics, deleteTopics, uniqueName, writeRecords } from './helpers/kafka.js'
-import { ROOT, startRole } from './helpers/process.js'
-import { chromiumPage } from './helpers/browser.js'
+import { ROOT, createTopics, deleteTopics, startRole, uniqueName, writeRecords } from '@pagestream/test-kit'
+import { chromiumPage } from '@pagestream/test-kit/browser'
 
 t.test('the dashboard charts and tabulates fresh pages from R2, under a strict CSP, and reconnects', async (t) => {
   const input = uniqueName('dash-in')

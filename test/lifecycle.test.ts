@@ -4,9 +4,9 @@ import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
-import { TEST_BROKERS, deleteTopics, topicExists, uniqueName, writeRecords } from './helpers/kafka.js'
-import { ROOT, type RunningRole, startRole } from './helpers/process.js'
-import { waitFor } from './helpers/wait.js'
+import {
+  ROOT, type RunningRole, TEST_BROKERS, deleteTopics, startRole, topicExists, uniqueName, waitFor, writeRecords,
+} from '@pagestream/test-kit'
 import { analyticsTopics, eventMessage, topicEnv } from '../services/analytics/test/fixture.js'
 import { asRecords, inputEvents, pipeline, startTransformer, status } from '../services/transformer/test/support.js'
 

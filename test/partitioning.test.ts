@@ -1,10 +1,8 @@
 import { spawn } from 'node:child_process'
 import { once } from 'node:events'
 import t from 'tap'
-import { runConsoleTool } from './helpers/console.js'
-import { jvmProduce } from './helpers/jvm.js'
-import { TEST_BROKERS, createTopics, readTopic, uniqueName } from './helpers/kafka.js'
-import { startRole } from './helpers/process.js'
+import { TEST_BROKERS, createTopics, readTopic, runConsoleTool, startRole, uniqueName } from '@pagestream/test-kit'
+import { jvmProduce } from '@pagestream/test-kit/jvm'
 
 const PARTITIONS = 6
 // short and long, ASCII and not: murmur2 runs over the UTF-8 bytes of the key

@@ -54,7 +54,8 @@ kafka_client_loads() {
 node_deps() {
   local stamp=$root/node_modules/.pagestream-installed
   local newest
-  newest=$(ls -t "$root/package-lock.json" "$root/package.json" "$root"/services/*/package.json "$root/web/package.json" 2>/dev/null | head -n 1)
+  newest=$(ls -t "$root/package-lock.json" "$root/package.json" "$root"/services/*/package.json "$root"/packages/*/package.json \
+    "$root/web/package.json" 2>/dev/null | head -n 1)
   if [ -f "$stamp" ] && [ "$stamp" -nt "$newest" ] && kafka_client_loads; then return 0; fi
   log "installing npm dependencies (builds librdkafka on first install, about a minute)"
   (cd "$root" && CKJS_LINKING=dynamic npm ci --no-audit --no-fund --loglevel=error)

@@ -4,7 +4,7 @@ import { homedir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { ensureChangelog } from '../src/changelog.js'
-import { TEST_BROKERS, withAdmin } from '../../../test/helpers/kafka.js'
+import { TEST_BROKERS, withAdmin } from '@pagestream/test-kit'
 import { analyticsTopics } from './fixture.js'
 
 const root = join(import.meta.dirname, '..', '..', '..')

@@ -1,6 +1,5 @@
 import t from 'tap'
-import { writeRecords } from '../../../test/helpers/kafka.js'
-import { type RunningRole, startRole } from '../../../test/helpers/process.js'
+import { type RunningRole, startRole, writeRecords } from '@pagestream/test-kit'
 import { analyticsTopics, eventMessage, readWindows, topicEnv } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')

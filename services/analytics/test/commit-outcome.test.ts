@@ -1,65 +1,18 @@
 import t from 'tap'
 import Fastify from 'fastify'
 import { Registry } from 'prom-client'
-import type { KafkaClient, Producer } from '@pagestream/core'
+import type { KafkaClient } from '@pagestream/core'
 import { ensureChangelog } from '../src/changelog.js'
 import { WindowProcessor } from '../src/processor.js'
 import { windowSpec } from '../src/windows.js'
-import { TEST_BROKERS, testKafka, withAdmin, writeRecords } from '../../../test/helpers/kafka.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { TEST_BROKERS, type Teardown, faultyClient, waitFor, withAdmin, writeRecords } from '@pagestream/test-kit'
 import { type AnalyticsTopics, analyticsTopics, eventMessage, finalTable, readWindows } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
 
-/**
- * A client whose producers fail as told. `commitLandsButFails`: the first commit reports a failure
- * although it landed, what a commit that timed out on the client while librdkafka went on and
- * completed it looks like. `transactionFails`: so many transactions cannot even begin.
- */
-function faultyClient (faults: { commitLandsButFails?: boolean, transactionFails?: number, sendBatchFails?: () => boolean }): { client: KafkaClient, injected: () => number, producers: () => number } {
-  const real = testKafka()
-  let injected = 0
-  let producers = 0
-  let transactionFailures = faults.transactionFails ?? 0
-  const client = {
-    consumer: (config: Parameters<KafkaClient['consumer']>[0]) => real.consumer(config),
-    producer: (config: Parameters<KafkaClient['producer']>[0]) => {
-      const producer: Producer = real.producer(config)
-      producers += 1
-      const commit = producer.commit.bind(producer)
-      producer.commit = async () => {
-        await commit()
-        if (faults.commitLandsButFails === true && injected === 0) {
-          injected += 1
-          throw Object.assign(new Error('commit timed out (injected after the commit landed)'), { retriable: false })
-        }
-      }
-      const sendBatch = producer.sendBatch.bind(producer)
-      producer.sendBatch = async (batch) => {
-        if (faults.sendBatchFails?.() === true) {
-          injected += 1
-          throw new Error('send failed (injected)')
-        }
-        return sendBatch(batch)
-      }
-      const transaction = producer.transaction.bind(producer)
-      producer.transaction = async () => {
-        if (transactionFailures > 0) {
-          transactionFailures -= 1
-          injected += 1
-          throw new Error('cannot begin a transaction (injected)')
-        }
-        return transaction()
-      }
-      return producer
-    },
-  } as unknown as KafkaClient
-  return { client, injected: () => injected, producers: () => producers }
-}
-
 const SETTINGS = { WINDOW_SIZE_MS: 1_000, WINDOW_ADVANCE_MS: 0, WINDOW_GRACE_MS: 0, WINDOW_SLICE_MS: 1_000, ROLLING_COUNT_SPAN_MS: 1_000, ROLLING_DURATION_SPAN_MS: 1_000 }
 
-async function startProcessor (t: { teardown(fn: () => unknown): void }, topics: AnalyticsTopics, client: KafkaClient, metrics: Registry, commitIntervalMs = 100): Promise<WindowProcessor> {
+async function startProcessor (t: Teardown, topics: AnalyticsTopics, client: KafkaClient, metrics: Registry, commitIntervalMs = 100): Promise<WindowProcessor> {
   await withAdmin((admin) => ensureChangelog(admin, topics.input, topics.changelog, 1))
   const processor = new WindowProcessor({
     client,
@@ -86,7 +39,7 @@ async function startProcessor (t: { teardown(fn: () => unknown): void }, topics:
 t.test('a commit reported failed that did land: the rewind starts at the offsets the group holds, counting nothing twice', async (t) => {
   const topics = await analyticsTopics(t, 'outcome', 1)
   await withAdmin((admin) => ensureChangelog(admin, topics.input, topics.changelog, 1))
-  const { client, injected } = faultyClient({ commitLandsButFails: true })
+  const { client, injected } = faultyClient(t, { commitLandsButFails: 1 })
   const metrics = new Registry()
   await startProcessor(t, topics, client, metrics)
 
@@ -101,7 +54,7 @@ t.test('a commit reported failed that did land: the rewind starts at the offsets
 
 t.test('transactions that cannot begin: a new producer each time, not ready after 3 failures in a row, ready again once one commits', async (t) => {
   const topics = await analyticsTopics(t, 'failing', 1)
-  const { client, injected, producers } = faultyClient({ transactionFails: 3 })
+  const { client, injected, producers } = faultyClient(t, { transactionFails: 3 })
   const metrics = new Registry()
   const processor = await startProcessor(t, topics, client, metrics)
   t.equal(producers(), 1)
@@ -123,7 +76,7 @@ t.test('transactions that cannot begin: a new producer each time, not ready afte
 t.test('stopping: a last commit that fails is aborted, without restoring the state from the changelog on the way out', async (t) => {
   const topics = await analyticsTopics(t, 'stopping', 1)
   let failSends = false
-  const { client, injected } = faultyClient({ sendBatchFails: () => failSends })
+  const { client, injected } = faultyClient(t, { sendBatchFails: () => failSends })
   const metrics = new Registry()
   // only the shutdown commits
   const processor = await startProcessor(t, topics, client, metrics, 600_000)

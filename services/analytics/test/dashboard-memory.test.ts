@@ -1,7 +1,6 @@
 import t from 'tap'
-import { writeRecords } from '../../../test/helpers/kafka.js'
-import { startRole } from '../../../test/helpers/process.js'
-import { chromiumPage } from '../../../test/helpers/browser.js'
+import { startRole, writeRecords } from '@pagestream/test-kit'
+import { chromiumPage } from '@pagestream/test-kit/browser'
 import { analyticsTopics, eventMessage, topicEnv } from './fixture.js'
 
 interface DashboardApi { measure(): string, heldSpanMs(kind: string): number, keptSpanMs(): number, points(kind: string): number }

@@ -1,5 +1,5 @@
 import t from 'tap'
-import { testKafka, writeRecords } from '../../../test/helpers/kafka.js'
+import { testKafka, writeRecords } from '@pagestream/test-kit'
 import { analyticsTopics, eventMessage, finalTable, readWindows, startAnalytics, topicEnv } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')

@@ -1,7 +1,5 @@
 import t from 'tap'
-import { readTopic, testKafka, writeRecords } from '../../../test/helpers/kafka.js'
-import { type RunningRole, startRole } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { type RunningRole, readTopic, startRole, testKafka, waitFor, writeRecords } from '@pagestream/test-kit'
 import {
   analyticsTopics, eventMessage, expectedFinals, finalTable, readWindows, startAnalytics, topicEnv, type FinalRow, type PageEventSpec,
 } from './fixture.js'

@@ -1,7 +1,5 @@
 import t from 'tap'
-import { writeRecords } from '../../../test/helpers/kafka.js'
-import { startRole } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { startRole, waitFor, writeRecords } from '@pagestream/test-kit'
 import {
   analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, windowCounts, type PageEventSpec,
 } from './fixture.js'

@@ -1,10 +1,7 @@
 import type { FastifyInstance } from 'fastify'
 import { createService, loadConfig } from '@pagestream/core'
 import { role } from '../src/app.js'
-import { TEST_BROKERS, createTopics, readTopic, uniqueName } from '../../../test/helpers/kafka.js'
-import { waitFor } from '../../../test/helpers/wait.js'
-
-interface Teardown { teardown(fn: () => unknown): void }
+import { TEST_BROKERS, type Teardown, createTopics, deleteTopics, readTopic, uniqueName, waitFor } from '@pagestream/test-kit'
 
 export interface AnalyticsTopics {
   input: string, output: string, group: string, changelog: string, late: string, dlq: string, repartition: string
@@ -20,10 +17,7 @@ export async function analyticsTopics (t: Teardown, prefix: string, partitions =
     repartition: `${group}-repartition`,
   }
   await createTopics(t, [input, output], partitions)
-  t.teardown(async () => {
-    const { deleteTopics } = await import('../../../test/helpers/kafka.js')
-    await deleteTopics([names.changelog, names.late, names.dlq, names.repartition])
-  })
+  t.teardown(() => deleteTopics([names.changelog, names.late, names.dlq, names.repartition]))
   return names
 }
 

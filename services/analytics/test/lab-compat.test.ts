@@ -1,6 +1,6 @@
 import t from 'tap'
-import { jvmConsume } from '../../../test/helpers/jvm.js'
-import { TEST_BROKERS, deleteTopics, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
+import { jvmConsume } from '@pagestream/test-kit/jvm'
+import { TEST_BROKERS, deleteTopics, uniqueName, writeRecords } from '@pagestream/test-kit'
 import { analyticsTopics, eventMessage, readWindows, startAnalytics, topicEnv } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')

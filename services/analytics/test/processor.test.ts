@@ -1,7 +1,5 @@
 import t from 'tap'
-import { readTopic, writeRecords } from '../../../test/helpers/kafka.js'
-import { startRole } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { readTopic, startRole, waitFor, writeRecords } from '@pagestream/test-kit'
 import { analyticsTopics, eventMessage, finalTable, readWindows, startAnalytics, topicEnv, type PageEventSpec } from './fixture.js'
 
 // A window-aligned origin far in the past, so wall-clock time plays no part: only event time does.

@@ -1,14 +1,12 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
-import { readTopic, testKafka, topicExists, writeRecords } from '../../../test/helpers/kafka.js'
-import { type RunningRole, startRole } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import {
+  type RunningRole, type Teardown, readTopic, startRole, testKafka, topicExists, waitFor, writeRecords,
+} from '@pagestream/test-kit'
 import {
   type AnalyticsTopics, type FinalRow, analyticsTopics, expectedFinals, finalTable, readWindows, startAnalytics, topicEnv,
 } from './fixture.js'
 import { SseClient } from './sse-client.js'
-
-interface Teardown { teardown(fn: () => unknown): void }
 
 const SIZE = 1_000
 const PAGES = ['home', 'blog', 'shop', 'cart', 'help']

@@ -1,7 +1,5 @@
 import t from 'tap'
-import { writeRecords } from '../../../test/helpers/kafka.js'
-import { startRole } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { startRole, waitFor, writeRecords } from '@pagestream/test-kit'
 import { analyticsTopics, eventMessage, finalTable, readWindows, type PageEventSpec } from './fixture.js'
 
 // five minutes ago on a window boundary: inside the view's retention, so the view-only replica holds it

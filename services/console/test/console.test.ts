@@ -1,6 +1,7 @@
 import t from 'tap'
-import { runConsoleTool as runTool } from '../../../test/helpers/console.js'
-import { createTopics, readTopic, topicExists, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
+import {
+  createTopics, readTopic, runConsoleTool as runTool, topicExists, uniqueName, writeRecords,
+} from '@pagestream/test-kit'
 
 t.test('pagestream-produce sends valid lines keyed by page and reports the bad ones', async (t) => {
   const topic = uniqueName('console-in')

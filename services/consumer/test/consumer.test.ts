@@ -1,7 +1,5 @@
 import t from 'tap'
-import { deleteTopics, readTopic, testKafka, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
-import { startRole } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { deleteTopics, readTopic, startRole, testKafka, uniqueName, waitFor, writeRecords } from '@pagestream/test-kit'
 
 const valid = (n: number) => JSON.stringify({ name: `page-${n}`, user: `U${n}`, date: '2024-05-01T10:00:00.000Z', duration: n })
 const loggedEvents = (logs: Array<Record<string, unknown>>) => logs.filter((l) => l.msg === 'page event').map((l) => l.event as { name: string })

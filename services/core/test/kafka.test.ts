@@ -1,8 +1,7 @@
 import t from 'tap'
 import pino from 'pino'
 import { consumerProperties, createKafkaClient, ensureTopics, loadConfig, commonConfig, pageEventMessage, decodePageEvent, producerProperties } from '@pagestream/core'
-import { TEST_BROKERS, deleteTopics, uniqueName, withAdmin } from '../../../test/helpers/kafka.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { TEST_BROKERS, deleteTopics, uniqueName, waitFor, withAdmin } from '@pagestream/test-kit'
 
 const config = loadConfig(commonConfig('core-test', 0), { KAFKA_BROKERS: TEST_BROKERS })
 const log = pino({ level: 'warn' })

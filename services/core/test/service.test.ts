@@ -4,10 +4,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { commonConfig, createService, loadConfig, type Role } from '@pagestream/core'
-import { TEST_BROKERS, deleteTopics, uniqueName } from '../../../test/helpers/kafka.js'
-import { ROOT, freePort } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
-import { privateBroker } from '../../../test/helpers/broker.js'
+import { ROOT, TEST_BROKERS, deleteTopics, freePort, privateBroker, uniqueName, waitFor } from '@pagestream/test-kit'
 import { spawn } from 'node:child_process'
 
 const run = promisify(execFile)

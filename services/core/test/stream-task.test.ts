@@ -3,12 +3,11 @@ import t from 'tap'
 import pino from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  type BatchFunction, type Consumer, type KafkaClient, type KafkaMessage, type StreamTaskObserver, StreamTask,
+  type BatchFunction, type KafkaClient, type KafkaMessage, type StreamTaskObserver, StreamTask,
 } from '@pagestream/core'
-import { createTopics, readTopic, testKafka, uniqueName, writeRecords } from '../../../test/helpers/kafka.js'
-import { waitFor } from '../../../test/helpers/wait.js'
-
-interface Teardown { teardown(fn: () => unknown): void }
+import {
+  type Teardown, createTopics, faultyClient, readTopic, testKafka, uniqueName, waitFor, writeRecords,
+} from '@pagestream/test-kit'
 
 /** A logger whose lines the test can read. */
 function capturingLog (): { log: FastifyBaseLogger, lines: Array<Record<string, unknown>> } {
@@ -79,24 +78,8 @@ const sorted = (items: Array<{ value: string }>) => items.map((r) => r.value).so
 
 t.test('a failed transaction is aborted and its batch rewound to the committed offset: each record once', async (t) => {
   const topics = await pipeline(t, 'task-rewind')
-  const real = testKafka()
-  let failures = 2
-  // commits fail twice (injected), after the records of the transaction were written
-  const client = {
-    producer: (config: Parameters<KafkaClient['producer']>[0]) => {
-      const producer = real.producer(config)
-      const commit = producer.commit.bind(producer)
-      producer.commit = async () => {
-        if (failures > 0) {
-          failures -= 1
-          throw new Error('commit failed (injected)')
-        }
-        return commit()
-      }
-      return producer
-    },
-    consumer: real.consumer.bind(real),
-  } as unknown as KafkaClient
+  // commits fail twice, after the records of the transaction were written
+  const { client } = faultyClient(t, { commitFails: 2 })
   const { log, lines } = capturingLog()
   const task = startTask(t, topics, client, log)
   await task.start()
@@ -147,20 +130,8 @@ t.test('fenced by a newer producer with its transactional.id: it steps down, the
 
 t.test('a consumer that does not close in time is left behind: stop() returns after the close timeout', async (t) => {
   const topics = await pipeline(t, 'task-close')
-  const real = testKafka()
-  const stuck: Consumer[] = []
-  const client = {
-    producer: real.producer.bind(real),
-    consumer: (config: Parameters<KafkaClient['consumer']>[0]) => {
-      const consumer = real.consumer(config)
-      const disconnect = consumer.disconnect.bind(consumer)
-      stuck.push({ disconnect } as Consumer)
-      // a close that hangs, as librdkafka's can in a rebalance
-      consumer.disconnect = () => new Promise<void>(() => {})
-      return consumer
-    },
-  } as unknown as KafkaClient
-  t.teardown(async () => { for (const consumer of stuck) await consumer.disconnect().catch(() => {}) })
+  // a close that hangs, as librdkafka's can in a rebalance
+  const { client } = faultyClient(t, { consumerCloseHangs: true })
   const { log, lines } = capturingLog()
   const task = startTask(t, topics, client, log, { consumerCloseTimeoutMs: 500 })
   await task.start()

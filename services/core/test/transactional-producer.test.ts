@@ -1,8 +1,8 @@
 import t from 'tap'
 import pino from 'pino'
 import ckjs from '@confluentinc/kafka-javascript'
-import { type KafkaClient, type Producer, TransactionalProducer, isFenced } from '@pagestream/core'
-import { createTopics, testKafka, uniqueName } from '../../../test/helpers/kafka.js'
+import { TransactionalProducer, isFenced } from '@pagestream/core'
+import { createTopics, faultyClient, uniqueName } from '@pagestream/test-kit'
 
 const { ErrorCodes } = ckjs.KafkaJS
 const log = pino({ level: 'silent' })
@@ -15,33 +15,10 @@ t.test('fencing is read from the error code, not from the flags', async (t) => {
   t.notOk(isFenced(undefined))
 })
 
-/** A client whose producers cannot begin a transaction `failures` times, counting the producers it made. */
-function failingClient (failures: number): { client: KafkaClient, made: Producer[] } {
-  const real = testKafka()
-  const made: Producer[] = []
-  let left = failures
-  const client = {
-    producer: (config: Parameters<KafkaClient['producer']>[0]) => {
-      const producer = real.producer(config)
-      made.push(producer)
-      const transaction = producer.transaction.bind(producer)
-      producer.transaction = async () => {
-        if (left > 0) {
-          left -= 1
-          throw new Error('cannot begin a transaction (injected)')
-        }
-        return transaction()
-      }
-      return producer
-    },
-  } as unknown as KafkaClient
-  return { client, made }
-}
-
 t.test('an open transaction is aborted; a producer that cannot begin one is replaced; a commit goes through', async (t) => {
   const topic = uniqueName('core-txn')
   await createTopics(t, [topic])
-  const { client, made } = failingClient(1)
+  const { client, producers } = faultyClient(t, { transactionFails: 1 })
   const closing = new AbortController()
   let replaced = 0
   const errors: string[] = []
@@ -57,7 +34,7 @@ t.test('an open transaction is aborted; a producer that cannot begin one is repl
   t.match(failure?.message, /injected/)
   t.equal(await producer.abortOrReplace(failure!), 'replaced', 'a producer with no open transaction to abort is replaced')
   t.equal(replaced, 1)
-  t.equal(made.length, 2)
+  t.equal(producers(), 2)
   t.not(producer.current, first, 'the replacement is a new producer')
   t.ok(producer.ready)
 
@@ -78,12 +55,12 @@ t.test('an open transaction is aborted; a producer that cannot begin one is repl
 })
 
 t.test('a failure that says fenced is not aborted nor replaced', async (t) => {
-  const { client, made } = failingClient(0)
+  const { client, producers } = faultyClient(t, {})
   const producer = await TransactionalProducer.open({
     client, transactionalId: uniqueName('core-fenced-id'), log, closing: new AbortController().signal, failures: () => 0,
   })
   t.teardown(() => producer.close())
   const fenced = Object.assign(new Error('fenced (injected)'), { code: ErrorCodes.ERR__FENCED })
   t.equal(await producer.abortOrReplace(fenced), 'fenced')
-  t.equal(made.length, 1, 'no replacement: it would fence the newer instance back')
+  t.equal(producers(), 1, 'no replacement: it would fence the newer instance back')
 })

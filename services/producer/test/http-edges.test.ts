@@ -1,9 +1,9 @@
 import t from 'tap'
 import type { InjectOptions } from 'fastify'
 import { loadConfig } from '@pagestream/core'
-import { role } from '../dist/app.js'
+import { role } from '../src/app.js'
 import { producerService } from './producer-service.js'
-import { deleteTopics, readTopic, uniqueName, withAdmin } from '../../../test/helpers/kafka.js'
+import { deleteTopics, readTopic, uniqueName, withAdmin } from '@pagestream/test-kit'
 
 
 const event = { name: 'blog', user: 'U2', date: '2023-09-30T22:40:16.975Z', duration: 7587 }

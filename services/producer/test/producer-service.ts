@@ -1,7 +1,7 @@
 import type { Test } from 'tap'
 import { createService, loadConfig } from '@pagestream/core'
-import { role } from '../dist/app.js'
-import { TEST_BROKERS } from '../../../test/helpers/kafka.js'
+import { role } from '../src/app.js'
+import { TEST_BROKERS } from '@pagestream/test-kit'
 
 /** The producer role in this process, exactly as production builds it, closed at teardown. */
 export async function producerService (t: Test, env: Record<string, string>) {

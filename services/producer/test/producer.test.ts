@@ -2,10 +2,9 @@ import { request as httpRequest } from 'node:http'
 import t from 'tap'
 import type { InjectOptions } from 'fastify'
 import { producerService } from './producer-service.js'
-import { createTopics, deleteTopics, readTopic, uniqueName } from '../../../test/helpers/kafka.js'
-import { startRole } from '../../../test/helpers/process.js'
-import { privateBroker } from '../../../test/helpers/broker.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import {
+  createTopics, deleteTopics, privateBroker, readTopic, startRole, uniqueName, waitFor,
+} from '@pagestream/test-kit'
 
 const event = { name: 'blog', user: 'U2', date: '2023-09-30T22:40:16.975Z', duration: 7587 }
 

@@ -1,8 +1,6 @@
 import t from 'tap'
 import { parsePageEvent } from '@pagestream/core'
-import { deleteTopics, readTopic, uniqueName } from '../../../test/helpers/kafka.js'
-import { type RunningRole, startRole } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { type RunningRole, deleteTopics, readTopic, startRole, uniqueName, waitFor } from '@pagestream/test-kit'
 
 interface Status { running: boolean, intervalMs: number, sent: number, failed: number, skipped: number, at: number }
 

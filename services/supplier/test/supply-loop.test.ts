@@ -2,8 +2,8 @@ import t from 'tap'
 import pino from 'pino'
 import { Registry } from 'prom-client'
 import type { Producer } from '@pagestream/core'
-import { SupplyLoop, labEventSource } from '../dist/supply-loop.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { SupplyLoop, labEventSource } from '../src/supply-loop.js'
+import { waitFor } from '@pagestream/test-kit'
 
 /** Counts sends; the loop's scheduling is what is under test here, not the broker. */
 function countingProducer () {

@@ -1,10 +1,6 @@
 import t from 'tap'
-import { readTopic, testKafka } from '../../../test/helpers/kafka.js'
-import type { RunningRole } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { type RunningRole, type Teardown, readTopic, testKafka, waitFor } from '@pagestream/test-kit'
 import { asRecords, exactlyOnceReport, inputEvents, openTransactionOn, pipeline, startTransformer, status, writeSteadily } from './support.js'
-
-interface Teardown { teardown(fn: () => unknown): void }
 
 /** Starts an instance and measures how long it takes to be ready and to commit its first transaction. */
 async function restart (t: Teardown, topics: Awaited<ReturnType<typeof pipeline>>, instance: string, env: Record<string, string> = {}) {

@@ -1,8 +1,6 @@
 import { hostname } from 'node:os'
 import t from 'tap'
-import { readTopic, writeRecords } from '../../../test/helpers/kafka.js'
-import { startRole } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { readTopic, startRole, waitFor, writeRecords } from '@pagestream/test-kit'
 import { asRecords, exactlyOnceReport, inputEvents, pipeline, startTransformer, status } from './support.js'
 
 interface Readiness { checks: Record<string, { ok: boolean, detail?: string }> }

@@ -1,10 +1,9 @@
 import type { PageEvent } from '@pagestream/core'
 import { setTimeout as sleep } from 'node:timers/promises'
 import ckjs, { type KafkaJS } from '@confluentinc/kafka-javascript'
-import { type ReadRecord, createTopics, deleteTopics, testKafka, uniqueName } from '../../../test/helpers/kafka.js'
-import { type RunningRole, startRole } from '../../../test/helpers/process.js'
-
-interface Teardown { teardown(fn: () => unknown): void }
+import {
+  type ReadRecord, type RunningRole, type Teardown, createTopics, deleteTopics, startRole, testKafka, uniqueName,
+} from '@pagestream/test-kit'
 
 export interface Pipeline { input: string, output: string, deadLetters: string, group: string }
 

@@ -3,9 +3,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { DLQ_HEADERS } from '@pagestream/core'
-import { createTopics, deleteTopics, readTopic, topicExists, writeRecords } from '../../../test/helpers/kafka.js'
-import { ROOT } from '../../../test/helpers/process.js'
-import { waitFor } from '../../../test/helpers/wait.js'
+import { ROOT, createTopics, deleteTopics, readTopic, topicExists, waitFor, writeRecords } from '@pagestream/test-kit'
 import { asRecords, exactlyOnceReport, inputEvents, pipeline, startTransformer, status, writeSteadily } from './support.js'
 
 t.test('valid records come out transformed on the output topic; malformed ones go to the DLQ and the role goes on', async (t) => {

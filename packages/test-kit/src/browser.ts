@@ -2,8 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { type Page, chromium } from 'playwright-core'
-
-interface Teardown { teardown(fn: () => unknown): void }
+import type { Teardown } from './teardown.js'
 
 // without the networking flags Debian's Chromium stalls on a closed network
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update',

@@ -4,10 +4,10 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { TEST_BROKERS } from './kafka.js'
 import { waitFor } from './wait.js'
+import type { Teardown } from './teardown.js'
 
-export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..')
-
-interface Teardown { teardown(fn: () => unknown): void }
+/** The repository root (this file is packages/test-kit/src/process.ts). */
+export const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..')
 
 export async function freePort (): Promise<number> {
   return new Promise((resolve, reject) => {

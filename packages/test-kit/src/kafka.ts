@@ -1,10 +1,9 @@
 import { randomBytes } from 'node:crypto'
 import ckjs from '@confluentinc/kafka-javascript'
 import type { KafkaJS } from '@confluentinc/kafka-javascript'
+import type { Teardown } from './teardown.js'
 
 export const TEST_BROKERS = process.env.PAGESTREAM_TEST_BROKERS ?? `localhost:${process.env.PAGESTREAM_TEST_KAFKA_PORT ?? '39092'}`
-
-interface Teardown { teardown(fn: () => unknown): void }
 
 const quiet: KafkaJS.Logger = {
   info: () => {}, debug: () => {}, warn: () => {},

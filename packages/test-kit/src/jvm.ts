@@ -7,7 +7,7 @@ import { ROOT } from './process.js'
 /** A record as a JVM client saw it: key and value as strings (a Long value in decimal). */
 export interface JvmRecord { key: string | null, value: string, partition: number, offset: number }
 
-const TOOL = join(ROOT, 'test', 'fixtures', 'jvm', 'KafkaTool.java')
+const TOOL = join(ROOT, 'packages', 'test-kit', 'jvm', 'KafkaTool.java')
 
 /** The Kafka jars deploy/local/broker.sh resolved (`broker.sh jars`): they hold the Java client. */
 function kafkaClasspath (): string {

@@ -4,11 +4,10 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { ROOT, freePort } from './process.js'
+import type { Teardown } from './teardown.js'
 
 const run = promisify(execFile)
 const script = join(ROOT, 'deploy', 'local', 'broker.sh')
-
-interface Teardown { teardown(fn: () => unknown): void }
 
 export interface PrivateBroker {
   brokers: string
