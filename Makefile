@@ -70,6 +70,7 @@ test: build ## Run all tests against a real broker (installs what they need)
 	@deploy/local/broker.sh jars
 	@deploy/local/setup.sh helm >/dev/null
 	@npm run --silent typecheck
+	@npm run --silent lint
 	@npm test
 
 .PHONY: bench

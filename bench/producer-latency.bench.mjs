@@ -38,7 +38,8 @@ const quantile = (values, q) => [...values].sort((a, b) => a - b)[Math.floor(q *
 const medians = {}
 for (const [name, values] of Object.entries(samples)) {
   medians[name] = quantile(values, 0.5)
-  console.log(`${name.padEnd(34)} p50 ${quantile(values, 0.5).toFixed(2)} ms  p95 ${quantile(values, 0.95).toFixed(2)} ms  p99 ${quantile(values, 0.99).toFixed(2)} ms  (${values.length} sends)`)
+  const ms = (q) => `${quantile(values, q).toFixed(2)} ms`
+  console.log(`${name.padEnd(34)} p50 ${ms(0.5)}  p95 ${ms(0.95)}  p99 ${ms(0.99)}  (${values.length} sends)`)
 }
 const [ours, theirs] = Object.values(medians)
 const ratio = theirs / ours

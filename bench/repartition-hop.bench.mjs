@@ -67,7 +67,10 @@ async function drain (name, partitionedByPage, round) {
   const started = performance.now()
   const child = spawn(process.execPath, [server], {
     env: {
-      ...process.env, HTTP_PORT: String(port), HTTP_HOST: '127.0.0.1', LOG_LEVEL: 'warn',
+      ...process.env,
+      HTTP_PORT: String(port),
+      HTTP_HOST: '127.0.0.1',
+      LOG_LEVEL: 'warn',
       ANALYTICS_INPUT_TOPIC: input,
       ANALYTICS_OUTPUT_TOPIC: output,
       ANALYTICS_GROUP_ID: group,

@@ -10,7 +10,14 @@ t.test('the dashboard charts and tabulates fresh pages from R2, under a strict C
   const group = uniqueName('dash-group')
   await createTopics(t, [input, output], 2)
   t.teardown(() => deleteTopics([`${group}-windows-changelog`, `${input}.late`, `${input}.dlq`]))
-  const env = { ANALYTICS_INPUT_TOPIC: input, ANALYTICS_OUTPUT_TOPIC: output, ANALYTICS_GROUP_ID: group, ANALYTICS_INSTANCE_ID: 'dashboard', COMMIT_INTERVAL_MS: '200', WINDOW_SIZE_MS: '1000' }
+  const env = {
+    ANALYTICS_INPUT_TOPIC: input,
+    ANALYTICS_OUTPUT_TOPIC: output,
+    ANALYTICS_GROUP_ID: group,
+    ANALYTICS_INSTANCE_ID: 'dashboard',
+    COMMIT_INTERVAL_MS: '200',
+    WINDOW_SIZE_MS: '1000',
+  }
   const analytics = await startRole(t, 'analytics', env)
 
   const headers = (await fetch(`${analytics.url}/`)).headers
@@ -34,9 +41,10 @@ t.test('the dashboard charts and tabulates fresh pages from R2, under a strict C
   const home = uniqueName('home')
   const blog = uniqueName('blog')
   const now = Date.now()
+  const date = (i: number) => new Date(now - i * 10).toISOString()
   const events = [
-    ...[120, 80, 300, 45, 10, 150].map((duration, i) => ({ name: home, user: `U${i % 4}`, date: new Date(now - i * 10).toISOString(), duration })),
-    ...[500, 250, 70].map((duration, i) => ({ name: blog, user: `U${i}`, date: new Date(now - i * 10).toISOString(), duration })),
+    ...[120, 80, 300, 45, 10, 150].map((duration, i) => ({ name: home, user: `U${i % 4}`, date: date(i), duration })),
+    ...[500, 250, 70].map((duration, i) => ({ name: blog, user: `U${i}`, date: date(i), duration })),
   ]
   await writeRecords(input, events.map((event) => ({ key: event.name, value: JSON.stringify(event) })))
 
@@ -48,8 +56,14 @@ t.test('the dashboard charts and tabulates fresh pages from R2, under a strict C
   t.pass('the table shows 6 and 3 events, 705 and 820 ms')
 
   const dashboard = () => page.evaluate(() => {
-    const api = (globalThis as unknown as { pagestream: { measure(): string, chartedPages(): string[], lastValues(kind: string): Record<string, number> } }).pagestream
-    return { measure: api.measure(), charted: api.chartedPages(), count: api.lastValues('count'), duration: api.lastValues('duration') }
+    type Api = { measure(): string, chartedPages(): string[], lastValues(kind: string): Record<string, number> }
+    const api = (globalThis as unknown as { pagestream: Api }).pagestream
+    return {
+      measure: api.measure(),
+      charted: api.chartedPages(),
+      count: api.lastValues('count'),
+      duration: api.lastValues('duration'),
+    }
   })
   let state = await dashboard()
   t.same(state.charted, [blog, home].sort(), 'one series per page, discovered from the data')
@@ -61,7 +75,10 @@ t.test('the dashboard charts and tabulates fresh pages from R2, under a strict C
   t.same(state.duration, { [home]: 705, [blog]: 820 })
 
   // a few seconds of points, so that the screenshot shows lines
-  await page.waitForFunction(() => (globalThis as unknown as { pagestream: { points(kind: string): number } }).pagestream.points('duration') >= 5, undefined, { timeout: 15_000 })
+  // runs in the page: self-contained
+  const fivePoints = () =>
+    (globalThis as unknown as { pagestream: { points(kind: string): number } }).pagestream.points('duration') >= 5
+  await page.waitForFunction(fivePoints, undefined, { timeout: 15_000 })
   mkdirSync(join(ROOT, 'test-artifacts'), { recursive: true })
   await page.screenshot({ path: join(ROOT, 'test-artifacts', 'dashboard.png') })
 

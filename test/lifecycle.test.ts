@@ -63,8 +63,12 @@ t.test('a failed start-up whose close hangs still exits 1 within SHUTDOWN_TIMEOU
 t.test('a second analytics with one instance id, started on a taken port, leaves the running one be', async (t) => {
   const topics = await analyticsTopics(t, 'life-twin', 2)
   const env = {
-    ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', COMMIT_INTERVAL_MS: '100',
-    ANALYTICS_INSTANCE_ID: 'twin', LOG_LEVEL: 'warn',
+    ...topicEnv(topics),
+    WINDOW_SIZE_MS: '1000',
+    WINDOW_GRACE_MS: '0',
+    COMMIT_INTERVAL_MS: '100',
+    ANALYTICS_INSTANCE_ID: 'twin',
+    LOG_LEVEL: 'warn',
   }
   const running = await startRole(t, 'analytics', env)
   const at = Date.parse('2024-01-01T00:00:00.000Z')

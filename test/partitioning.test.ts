@@ -42,7 +42,8 @@ t.test('a JVM producer, the HTTP producer and the console tool put each page on 
   t.equal(console.code, 0, console.stderr)
 
   // kcat uses librdkafka's default partitioner (CRC32): the control that shows the comparison can fail
-  const kcat = spawn('kcat', ['-b', TEST_BROKERS, '-t', topic, '-P', '-K', '\t'], { stdio: ['pipe', 'ignore', 'inherit'] })
+  const kcat = spawn('kcat', ['-b', TEST_BROKERS, '-t', topic, '-P', '-K', '\t'],
+    { stdio: ['pipe', 'ignore', 'inherit'] })
   kcat.stdin.end(lines('kcat').map((line, i) => `${pages[i]}\t${line}\n`).join(''))
   t.same(await once(kcat, 'exit'), [0, null], 'kcat wrote its records')
 
@@ -58,5 +59,6 @@ t.test('a JVM producer, the HTTP producer and the console tool put each page on 
   }
   const kcatPlaced = new Map(placed('kcat'))
   const elsewhere = pages.filter((page) => kcatPlaced.get(page) !== javaPartition.get(page))
-  t.ok(elsewhere.length > pages.length / 4, `librdkafka's default puts ${elsewhere.length} of ${pages.length} elsewhere`)
+  t.ok(elsewhere.length > pages.length / 4,
+    `librdkafka's default puts ${elsewhere.length} of ${pages.length} elsewhere`)
 })

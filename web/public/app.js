@@ -7,7 +7,9 @@ const STREAMS = {
   count: '/analytics',
   duration: '/analyticsAggregate',
 }
-const PALETTE = ['#4e9af1', '#f1a24e', '#5ac26b', '#e05a6b', '#a77be0', '#3fc5c0', '#d9c74a', '#ef7fc2', '#9aa4b1', '#7fd17f']
+const PALETTE = [
+  '#4e9af1', '#f1a24e', '#5ac26b', '#e05a6b', '#a77be0', '#3fc5c0', '#d9c74a', '#ef7fc2', '#9aa4b1', '#7fd17f',
+]
 const MAX_RECONNECT_DELAY_MS = 30_000
 
 const latest = { count: {}, duration: {} }
@@ -111,14 +113,18 @@ function renderTable () {
 
 function renderConnection () {
   const states = Object.values(connections).map((c) => c.state)
-  const state = states.every((s) => s === 'open') ? 'open'
-    : states.includes('closed') ? 'closed'
+  const state = states.every((s) => s === 'open')
+    ? 'open'
+    : states.includes('closed')
+      ? 'closed'
       : states.includes('reconnecting') ? 'reconnecting' : 'connecting'
   const element = document.getElementById('connection')
   element.dataset.state = state
   const retry = Object.values(connections).find((c) => c.state === 'closed')
-  element.textContent = state === 'open' ? 'live'
-    : state === 'closed' ? `disconnected, retrying in ${Math.round((retry?.delay ?? 0) / 1000)} s`
+  element.textContent = state === 'open'
+    ? 'live'
+    : state === 'closed'
+      ? `disconnected, retrying in ${Math.round((retry?.delay ?? 0) / 1000)} s`
       : state === 'reconnecting' ? 'reconnecting…' : 'connecting…'
 }
 
@@ -162,10 +168,14 @@ renderTable()
 // read-only view for tests and the curious: the newest point of every series
 window.pagestream = {
   measure: () => measure,
-  chartedPages: () => chart.seriesSet.map((entry) => [...series[measure]].find(([, s]) => s === entry.timeSeries)?.[0]).filter(Boolean).sort(),
+  chartedPages: () => chart.seriesSet
+    .map((entry) => [...series[measure]].find(([, s]) => s === entry.timeSeries)?.[0])
+    .filter(Boolean)
+    .sort(),
   lastValues: (kind) => Object.fromEntries([...series[kind]].map(([page, s]) => [page, s.data.at(-1)?.[1]])),
   points: (kind) => Math.min(...[...series[kind].values()].map((s) => s.data.length)),
   /** Time from the oldest to the newest point held, over the series of a measure (ms). */
-  heldSpanMs: (kind) => Math.max(0, ...[...series[kind].values()].map((s) => s.data.length > 0 ? s.data.at(-1)[0] - s.data[0][0] : 0)),
+  heldSpanMs: (kind) => Math.max(0, ...[...series[kind].values()]
+    .map((s) => s.data.length > 0 ? s.data.at(-1)[0] - s.data[0][0] : 0)),
   keptSpanMs,
 }

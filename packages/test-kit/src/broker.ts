@@ -20,7 +20,13 @@ export interface PrivateBroker {
 /** A broker of this test's own (for tests that stop it), on free ports, removed at teardown. */
 export async function privateBroker (t: Teardown): Promise<PrivateBroker> {
   const port = await freePort()
-  const env = { ...process.env, KAFKA_PORT: String(port), CONTROLLER_PORT: String(await freePort()), ADMIN_PORT: String(await freePort()), BROKER_DATA: await mkdtemp(join(tmpdir(), 'pagestream-broker-')) }
+  const env = {
+    ...process.env,
+    KAFKA_PORT: String(port),
+    CONTROLLER_PORT: String(await freePort()),
+    ADMIN_PORT: String(await freePort()),
+    BROKER_DATA: await mkdtemp(join(tmpdir(), 'pagestream-broker-')),
+  }
   const broker: PrivateBroker = {
     brokers: `localhost:${port}`,
     stop: async () => { await run(script, ['stop'], { env }) },

@@ -4,6 +4,7 @@ import { homedir, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { Ajv2020 } from 'ajv/dist/2020.js'
+import { schemaProblem } from './schema-problem.js'
 
 const run = promisify(execFile)
 
@@ -16,7 +17,8 @@ const schemaPath = join(cache, `compose-spec-${COMPOSE_GO_VERSION}.json`)
 /** Fetched once through the Go module proxy into the cache; offline afterwards. */
 async function loadSchema (): Promise<Record<string, unknown>> {
   if (!existsSync(schemaPath)) {
-    const { stdout } = await run('go', ['mod', 'download', '-json', MODULE], { cwd: tmpdir(), maxBuffer: 4 << 20, timeout: 300_000 })
+    const download = ['mod', 'download', '-json', MODULE]
+    const { stdout } = await run('go', download, { cwd: tmpdir(), maxBuffer: 4 << 20, timeout: 300_000 })
     const { Dir: dir, Error: error } = JSON.parse(stdout) as { Dir?: string, Error?: string }
     if (dir === undefined) throw new Error(`go mod download ${MODULE}: ${error ?? 'no directory'}`)
     mkdirSync(cache, { recursive: true })
@@ -29,7 +31,5 @@ async function loadSchema (): Promise<Record<string, unknown>> {
 export async function composeValidator (): Promise<(document: unknown) => string[]> {
   const ajv = new Ajv2020({ strict: false, allErrors: true })
   const validate = ajv.compile(await loadSchema())
-  return (document) => validate(document)
-    ? []
-    : (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? ''}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`)
+  return (document) => validate(document) ? [] : (validate.errors ?? []).map(schemaProblem)
 }

@@ -29,7 +29,9 @@ export function faultyClient (t: Teardown, faults: Faults): FaultyClient {
   const real = testKafka()
   let injected = 0
   let producers = 0
-  const left = { transaction: faults.transactionFails ?? 0, commit: faults.commitFails ?? 0, landed: faults.commitLandsButFails ?? 0 }
+  const left = {
+    transaction: faults.transactionFails ?? 0, commit: faults.commitFails ?? 0, landed: faults.commitLandsButFails ?? 0,
+  }
   const inject = (message: string, extra: object = {}): never => {
     injected += 1
     throw Object.assign(new Error(`${message} (injected)`), extra)
@@ -67,5 +69,6 @@ export function faultyClient (t: Teardown, faults: Faults): FaultyClient {
     return made
   }
   const admin = real.admin.bind(real)
-  return { client: { producer, consumer, admin } as unknown as KafkaClient, injected: () => injected, producers: () => producers }
+  const client = { producer, consumer, admin } as unknown as KafkaClient
+  return { client, injected: () => injected, producers: () => producers }
 }

@@ -37,7 +37,8 @@ export async function helm (args: string[]): Promise<HelmResult> {
     return { code: 0, stdout, stderr }
   } catch (err) {
     const failed = err as { code?: number, stdout?: string, stderr?: string }
-    return { code: typeof failed.code === 'number' ? failed.code : 1, stdout: failed.stdout ?? '', stderr: failed.stderr ?? String(err) }
+    const code = typeof failed.code === 'number' ? failed.code : 1
+    return { code, stdout: failed.stdout ?? '', stderr: failed.stderr ?? String(err) }
   }
 }
 
@@ -52,12 +53,16 @@ export function scenarios (): Array<{ name: string, file: string }> {
 export interface RenderOptions { values?: string[], set?: string[], release?: string, namespace?: string }
 
 function valueArgs (options: RenderOptions): string[] {
-  return [...(options.values ?? []).flatMap((file) => ['--values', file]), ...(options.set ?? []).flatMap((pair) => ['--set', pair])]
+  return [
+    ...(options.values ?? []).flatMap((file) => ['--values', file]),
+    ...(options.set ?? []).flatMap((pair) => ['--set', pair]),
+  ]
 }
 
 /** `helm template` of the chart; throws with helm's message when rendering fails. */
 export async function renderChart (options: RenderOptions = {}): Promise<KubeObject[]> {
-  const result = await helm(['template', options.release ?? 'demo', CHART, '--namespace', options.namespace ?? 'pagestream',
+  const result = await helm(['template', options.release ?? 'demo', CHART,
+    '--namespace', options.namespace ?? 'pagestream',
     '--kube-version', KUBE_VERSION, ...valueArgs(options)])
   if (result.code !== 0) throw new Error(`helm template failed: ${result.stderr.trim()}`)
   return parseManifests(result.stdout)
@@ -65,7 +70,8 @@ export async function renderChart (options: RenderOptions = {}): Promise<KubeObj
 
 /** NOTES.txt as `helm install` prints it; a client-only dry run, no cluster needed. */
 export async function renderNotes (options: RenderOptions = {}): Promise<string> {
-  const result = await helm(['install', options.release ?? 'demo', CHART, '--namespace', options.namespace ?? 'pagestream',
+  const result = await helm(['install', options.release ?? 'demo', CHART,
+    '--namespace', options.namespace ?? 'pagestream',
     '--dry-run=client', ...valueArgs(options)])
   if (result.code !== 0) throw new Error(`helm install --dry-run failed: ${result.stderr.trim()}`)
   const notes = result.stdout.split(/^NOTES:$/m)[1]
@@ -88,6 +94,9 @@ export function find (objects: KubeObject[], kind: string, name?: string): KubeO
 /** The one object of this kind and name, or a failure that says which is missing. */
 export function one (objects: KubeObject[], kind: string, name: string): KubeObject {
   const found = find(objects, kind, name)
-  if (found.length !== 1) throw new Error(`expected one ${kind} ${name}, found ${found.length} (have: ${objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')})`)
+  if (found.length !== 1) {
+    const have = objects.map((o) => `${o.kind}/${o.metadata.name}`).join(', ')
+    throw new Error(`expected one ${kind} ${name}, found ${found.length} (have: ${have})`)
+  }
   return found[0] as KubeObject
 }

@@ -11,7 +11,8 @@ const TOOL = join(ROOT, 'packages', 'test-kit', 'jvm', 'KafkaTool.java')
 
 /** The Kafka jars deploy/local/broker.sh resolved (`broker.sh jars`): they hold the Java client. */
 function kafkaClasspath (): string {
-  const version = /<kafka\.version>(.+)<\/kafka\.version>/.exec(readFileSync(join(ROOT, 'deploy', 'local', 'pom.xml'), 'utf8'))?.[1]
+  const pom = readFileSync(join(ROOT, 'deploy', 'local', 'pom.xml'), 'utf8')
+  const version = /<kafka\.version>(.+)<\/kafka\.version>/.exec(pom)?.[1]
   const cache = process.env.PAGESTREAM_CACHE ?? join(homedir(), '.cache', 'pagestream')
   return join(cache, `kafka-${version ?? 'unknown'}`, 'libs', '*')
 }
@@ -32,7 +33,8 @@ function runTool (args: string[], input: string, timeoutMs: number): Promise<Jvm
     child.on('close', (code, signal) => {
       clearTimeout(timer)
       if (code !== 0) {
-        reject(new Error(`java KafkaTool ${args[0]} exited ${code ?? signal}: ${stderr.trim().split('\n').slice(-5).join(' | ')}`))
+        const tail = stderr.trim().split('\n').slice(-5).join(' | ')
+        reject(new Error(`java KafkaTool ${args[0]} exited ${code ?? signal}: ${tail}`))
         return
       }
       resolve(stdout.split('\n').filter((line) => line !== '').map((line) => {
@@ -45,7 +47,9 @@ function runTool (args: string[], input: string, timeoutMs: number): Promise<Jvm
 }
 
 /** Produces with the Java client (StringSerializer, its default partitioner) and says where each record landed. */
-export function jvmProduce (brokers: string, topic: string, records: Array<{ key: string | null, value: string }>, timeoutMs = 30_000): Promise<JvmRecord[]> {
+export function jvmProduce (
+  brokers: string, topic: string, records: Array<{ key: string | null, value: string }>, timeoutMs = 30_000
+): Promise<JvmRecord[]> {
   const input = records.map(({ key, value }) => `${encode(key)} ${encode(value)}\n`).join('')
   return runTool(['produce', brokers, topic], input, timeoutMs)
 }
@@ -54,8 +58,12 @@ export function jvmProduce (brokers: string, topic: string, records: Array<{ key
  * Reads `count` records of every partition from the beginning with the Java client: StringDeserializer keys,
  * StringDeserializer or LongDeserializer values. Fails when fewer arrive before the deadline.
  */
-export function jvmConsume (brokers: string, topic: string, options: { count: number, valueType: 'string' | 'long', timeoutMs?: number, readCommitted?: boolean }): Promise<JvmRecord[]> {
+export function jvmConsume (
+  brokers: string, topic: string,
+  options: { count: number, valueType: 'string' | 'long', timeoutMs?: number, readCommitted?: boolean }
+): Promise<JvmRecord[]> {
   const timeoutMs = options.timeoutMs ?? 30_000
   const isolation = options.readCommitted === false ? 'read_uncommitted' : 'read_committed'
-  return runTool(['consume', brokers, topic, String(options.count), options.valueType, String(timeoutMs), isolation], '', timeoutMs)
+  const args = ['consume', brokers, topic, String(options.count), options.valueType, String(timeoutMs), isolation]
+  return runTool(args, '', timeoutMs)
 }

@@ -3,11 +3,18 @@ import ckjs from '@confluentinc/kafka-javascript'
 import type { KafkaJS } from '@confluentinc/kafka-javascript'
 import type { Teardown } from './teardown.js'
 
-export const TEST_BROKERS = process.env.PAGESTREAM_TEST_BROKERS ?? `localhost:${process.env.PAGESTREAM_TEST_KAFKA_PORT ?? '39092'}`
+export const TEST_BROKERS = process.env.PAGESTREAM_TEST_BROKERS ??
+  `localhost:${process.env.PAGESTREAM_TEST_KAFKA_PORT ?? '39092'}`
 
 const quiet: KafkaJS.Logger = {
-  info: () => {}, debug: () => {}, warn: () => {},
-  error: (message) => { if (!/Connection refused|ECONNREFUSED|Disconnected|all broker/i.test(message)) process.stderr.write(`kafka: ${message}\n`) },
+  info: () => {},
+  debug: () => {},
+  warn: () => {},
+  error: (message) => {
+    // connection noise: tests stop brokers and close clients while they connect
+    if (/Connection refused|ECONNREFUSED|Disconnected|all broker/i.test(message)) return
+    process.stderr.write(`kafka: ${message}\n`)
+  },
   namespace: () => quiet,
   setLogLevel: () => {},
 }
@@ -32,7 +39,8 @@ export async function withAdmin<T> (use: (admin: KafkaJS.Admin) => Promise<T>, b
 }
 
 export async function createTopics (t: Teardown, topics: string[], partitions = 1): Promise<void> {
-  await withAdmin((admin) => admin.createTopics({ topics: topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 })) }))
+  const specs = topics.map((topic) => ({ topic, numPartitions: partitions, replicationFactor: 1 }))
+  await withAdmin((admin) => admin.createTopics({ topics: specs }))
   t.teardown(() => deleteTopics(topics))
 }
 
@@ -61,7 +69,9 @@ export interface ReadRecord {
  * Reads a topic from the beginning with a fresh group until `count` records arrived, then for
  * `settleMs` more without news, so that an extra (duplicate) record would be seen too.
  */
-export async function readTopic (topic: string, options: { count: number, timeoutMs?: number, settleMs?: number, readCommitted?: boolean }): Promise<ReadRecord[]> {
+export async function readTopic (
+  topic: string, options: { count: number, timeoutMs?: number, settleMs?: number, readCommitted?: boolean }
+): Promise<ReadRecord[]> {
   const { count, timeoutMs = 30_000, settleMs = 1_000, readCommitted = true } = options
   const consumer = testKafka().consumer({
     'group.id': uniqueName('test-reader'),
@@ -84,7 +94,9 @@ export async function readTopic (topic: string, options: { count: number, timeou
       eachMessage: async ({ topic: from, partition, message }) => {
         const headers: Record<string, string> = {}
         for (const [name, value] of Object.entries(message.headers ?? {})) headers[name] = String(value)
-        records.push({ topic: from, partition, offset: message.offset, key: message.key?.toString() ?? null, value: message.value?.toString() ?? null, headers })
+        const key = message.key?.toString() ?? null
+        const value = message.value?.toString() ?? null
+        records.push({ topic: from, partition, offset: message.offset, key, value, headers })
         lastArrival = Date.now()
       },
     })
@@ -93,7 +105,9 @@ export async function readTopic (topic: string, options: { count: number, timeou
       if (records.length >= count && Date.now() - lastArrival >= settleMs) return records
       await new Promise((resolve) => setTimeout(resolve, 50))
     }
-    if (lastArrival === Number.POSITIVE_INFINITY) throw new Error(`readTopic(${topic}): never assigned a partition within ${timeoutMs} ms`)
+    if (lastArrival === Number.POSITIVE_INFINITY) {
+      throw new Error(`readTopic(${topic}): never assigned a partition within ${timeoutMs} ms`)
+    }
     return records
   } finally {
     await consumer.disconnect()
@@ -101,12 +115,15 @@ export async function readTopic (topic: string, options: { count: number, timeou
 }
 
 /** Writes records with an independent producer (not the code under test). */
-export async function writeRecords (topic: string, messages: Array<{ key?: string, value: string | null, headers?: Record<string, string> }>): Promise<void> {
+export async function writeRecords (
+  topic: string, messages: Array<{ key?: string, value: string | null, headers?: Record<string, string> }>
+): Promise<void> {
   const producer = testKafka().producer({ 'linger.ms': 5, 'enable.idempotence': true })
   await producer.connect()
   try {
     for (let i = 0; i < messages.length; i += 1000) {
-      await producer.send({ topic, messages: messages.slice(i, i + 1000).map((m) => ({ key: m.key ?? null, value: m.value, headers: m.headers })) })
+      const batch = messages.slice(i, i + 1000).map((m) => ({ key: m.key ?? null, value: m.value, headers: m.headers }))
+      await producer.send({ topic, messages: batch })
     }
   } finally {
     await producer.disconnect()

@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { Ajv, type ValidateFunction } from 'ajv'
 import addFormatsModule from 'ajv-formats'
 import { KUBE_VERSION, type KubeObject } from './helm.js'
+import { schemaProblem } from './schema-problem.js'
 
 const run = promisify(execFile)
 // ajv-formats is CommonJS with a default export
@@ -34,16 +35,19 @@ function closeObjects (schema: unknown): void {
  */
 async function loadBundle (): Promise<Bundle> {
   if (existsSync(bundlePath)) return JSON.parse(readFileSync(bundlePath, 'utf8')) as Bundle
-  const { stdout } = await run('go', ['mod', 'download', '-json', MODULE], { cwd: tmpdir(), maxBuffer: 4 << 20, timeout: 900_000 })
+  const download = ['mod', 'download', '-json', MODULE]
+  const { stdout } = await run('go', download, { cwd: tmpdir(), maxBuffer: 4 << 20, timeout: 900_000 })
   const { Dir: dir, Error: error } = JSON.parse(stdout) as { Dir?: string, Error?: string }
   if (dir === undefined) throw new Error(`go mod download ${MODULE}: ${error ?? 'no directory'}`)
   const specDir = join(dir, 'api', 'openapi-spec', 'v3')
   const bundle: Bundle = { version: KUBE_VERSION, kinds: {}, schemas: {} }
   for (const file of readdirSync(specDir).filter((f) => f.endsWith('.json'))) {
-    const spec = JSON.parse(readFileSync(join(specDir, file), 'utf8')) as { components?: { schemas?: Record<string, Schema> } }
+    type OpenApi = { components?: { schemas?: Record<string, Schema> } }
+    const spec = JSON.parse(readFileSync(join(specDir, file), 'utf8')) as OpenApi
     for (const [name, schema] of Object.entries(spec.components?.schemas ?? {})) {
       bundle.schemas[name] = schema
-      const kinds = schema['x-kubernetes-group-version-kind'] as Array<{ group: string, version: string, kind: string }> | undefined
+      type GroupVersionKind = { group: string, version: string, kind: string }
+      const kinds = schema['x-kubernetes-group-version-kind'] as GroupVersionKind[] | undefined
       // a kind's own schema is the one whose properties include apiVersion and kind (DeleteOptions lists every group)
       const properties = schema.properties as Schema | undefined
       if (kinds?.length === 1 && properties?.kind !== undefined && properties.apiVersion !== undefined) {
@@ -86,7 +90,7 @@ export async function kubernetesValidator (): Promise<KubeValidator> {
       }
       const where = `${object.kind}/${object.metadata?.name}`
       if (validator(object)) return []
-      return (validator.errors ?? []).map((e) => `${where}: ${e.instancePath || '/'} ${e.message ?? ''}${e.params && 'additionalProperty' in e.params ? ` (${String(e.params.additionalProperty)})` : ''}`)
+      return (validator.errors ?? []).map((e) => `${where}: ${schemaProblem(e)}`)
     },
   }
 }

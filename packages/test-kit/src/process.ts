@@ -33,10 +33,20 @@ export interface RunningRole {
 }
 
 /** Runs a role exactly as production does (node dist/server.js) and waits for /health/ready. */
-export async function startRole (t: Teardown, role: string, env: Record<string, string> = {}, options: { waitReady?: boolean, readyTimeoutMs?: number } = {}): Promise<RunningRole> {
+export async function startRole (
+  t: Teardown, role: string, env: Record<string, string> = {},
+  options: { waitReady?: boolean, readyTimeoutMs?: number } = {}
+): Promise<RunningRole> {
   const port = Number(env.HTTP_PORT ?? await freePort())
   const child = spawn(process.execPath, [join(ROOT, 'services', role, 'dist', 'server.js')], {
-    env: { ...process.env, KAFKA_BROKERS: TEST_BROKERS, LOG_LEVEL: 'info', ...env, HTTP_PORT: String(port), HTTP_HOST: '127.0.0.1' },
+    env: {
+      ...process.env,
+      KAFKA_BROKERS: TEST_BROKERS,
+      LOG_LEVEL: 'info',
+      ...env,
+      HTTP_PORT: String(port),
+      HTTP_HOST: '127.0.0.1',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   const output: string[] = []
@@ -57,7 +67,9 @@ export async function startRole (t: Teardown, role: string, env: Record<string, 
       return exited
     },
     logs () {
-      return output.flatMap((line) => { try { return [JSON.parse(line) as Record<string, unknown>] } catch { return [] } })
+      return output.flatMap((line) => {
+        try { return [JSON.parse(line) as Record<string, unknown>] } catch { return [] }
+      })
     },
   }
   t.teardown(async () => {
@@ -71,7 +83,9 @@ export async function startRole (t: Teardown, role: string, env: Record<string, 
       const response = await fetch(`${running.url}/health/ready`).catch(() => undefined)
       return response?.status === 200
     }, options.readyTimeoutMs ?? 30_000, 100)
-    const died = exited.then((code) => { throw new Error(`${role} exited with ${code} before it was ready:\n${output.slice(-8).join('\n')}`) })
+    const died = exited.then((code) => {
+      throw new Error(`${role} exited with ${code} before it was ready:\n${output.slice(-8).join('\n')}`)
+    })
     await Promise.race([ready, died])
     died.catch(() => {})
   }

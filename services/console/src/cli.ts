@@ -10,7 +10,9 @@ export function startCli (usage: string, options: NonNullable<ParseArgsConfig['o
   const values = parsed.values as Cli['values']
   const positionals = parsed.positionals
   if (values.help === true || positionals.length !== 1) {
-    process.stderr.write(`${usage}\n\nBroker settings come from KAFKA_BROKERS (default localhost:9092) and the other KAFKA_* variables of the roles.\n`)
+    const brokers = 'Broker settings come from KAFKA_BROKERS (default localhost:9092) ' +
+      'and the other KAFKA_* variables of the roles.'
+    process.stderr.write(`${usage}\n\n${brokers}\n`)
     process.exit(values.help === true ? 0 : 2)
   }
   let config

@@ -18,7 +18,9 @@ if (max !== Infinity && (!Number.isInteger(max) || max < 1)) {
   process.stderr.write('--max-messages takes a whole number of at least 1\n')
   process.exit(2)
 }
-const consumer = kafka.consumer(consumerProperties({ groupId: `pagestream-console-${randomUUID()}`, fromBeginning: values['from-beginning'] === true }))
+const consumer = kafka.consumer(consumerProperties({
+  groupId: `pagestream-console-${randomUUID()}`, fromBeginning: values['from-beginning'] === true,
+}))
 await consumer.connect()
 let count = 0
 let stopping: Promise<void> | undefined

@@ -42,5 +42,7 @@ try {
 } finally {
   await producer.disconnect()
 }
-process.stderr.write(`${sent} sent to ${topic}${refused > 0 ? `, ${refused} skipped` : ''}${failed > 0 ? `, ${failed} not acknowledged` : ''}\n`)
+const skipped = refused > 0 ? `, ${refused} skipped` : ''
+const unacknowledged = failed > 0 ? `, ${failed} not acknowledged` : ''
+process.stderr.write(`${sent} sent to ${topic}${skipped}${unacknowledged}\n`)
 process.exitCode = refused > 0 || failed > 0 ? 1 : 0

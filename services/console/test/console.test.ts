@@ -19,7 +19,8 @@ t.test('pagestream-produce sends valid lines keyed by page and reports the bad o
   t.match(result.stderr, /line 3 skipped: duration: must be a non-negative integer/)
   t.match(result.stderr, new RegExp(`2 sent to ${topic}, 2 skipped`))
   const records = await readTopic(topic, { count: 2 })
-  t.same(records.map((r) => [r.key, JSON.parse(r.value ?? '').date]), [['blog', '2023-11-14T22:13:20.000Z'], ['news', '2023-11-14T22:13:20.000Z']])
+  t.same(records.map((r) => [r.key, JSON.parse(r.value ?? '').date]),
+    [['blog', '2023-11-14T22:13:20.000Z'], ['news', '2023-11-14T22:13:20.000Z']])
 
   const raw = await runTool('produce', ['--raw', topic], 'anything goes\n')
   t.equal(raw.code, 0)
@@ -42,7 +43,8 @@ t.test('pagestream-consume prints values (and keys) from the beginning', async (
 
 t.test('pagestream-produce to a topic that does not exist reports it and exits 1, without creating it', async (t) => {
   const missing = uniqueName('console-missing')
-  const result = await runTool('produce', [missing], JSON.stringify({ name: 'blog', user: 'U1', date: 1700000000000, duration: 5 }))
+  const event = JSON.stringify({ name: 'blog', user: 'U1', date: 1700000000000, duration: 5 })
+  const result = await runTool('produce', [missing], event)
   t.equal(result.code, 1)
   t.match(result.stderr, /line 1 not sent/)
   t.match(result.stderr, /0 sent to .*, 1 not acknowledged/)

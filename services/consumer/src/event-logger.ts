@@ -21,10 +21,16 @@ export class EventLogger {
     private readonly dlqProducer: Producer,
     private readonly log: FastifyBaseLogger,
     metrics: Registry,
-    private readonly writer: DeadLetterWriter,
+    private readonly writer: DeadLetterWriter
   ) {
-    this.#logged = new Counter({ name: 'pagestream_events_logged_total', help: 'page events logged', registers: [metrics] })
-    this.#deadLettered = new Counter({ name: 'pagestream_events_dead_lettered_total', help: 'malformed records sent to the dead-letter topic', registers: [metrics] })
+    this.#logged = new Counter({
+      name: 'pagestream_events_logged_total', help: 'page events logged', registers: [metrics],
+    })
+    this.#deadLettered = new Counter({
+      name: 'pagestream_events_dead_lettered_total',
+      help: 'malformed records sent to the dead-letter topic',
+      registers: [metrics],
+    })
   }
 
   /** Logs a batch and waits for its dead letters; returns the offset to commit (one past its last record). */
@@ -48,7 +54,8 @@ export class EventLogger {
       return undefined
     } catch (err) {
       if (!(err instanceof InvalidPageEventError)) throw err
-      this.log.warn({ topic, partition, offset: message.offset, reason: err.message }, 'malformed record sent to the dead-letter topic')
+      const where = { topic, partition, offset: message.offset }
+      this.log.warn({ ...where, reason: err.message }, 'malformed record sent to the dead-letter topic')
       this.stats.deadLettered++
       this.#deadLettered.inc()
       const letter = deadLetterMessage({ topic, partition, message }, err, this.writer)

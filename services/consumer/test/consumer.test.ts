@@ -1,14 +1,18 @@
 import t from 'tap'
 import { deleteTopics, readTopic, startRole, testKafka, uniqueName, waitFor, writeRecords } from '@pagestream/test-kit'
 
-const valid = (n: number) => JSON.stringify({ name: `page-${n}`, user: `U${n}`, date: '2024-05-01T10:00:00.000Z', duration: n })
-const loggedEvents = (logs: Array<Record<string, unknown>>) => logs.filter((l) => l.msg === 'page event').map((l) => l.event as { name: string })
+const valid = (n: number) =>
+  JSON.stringify({ name: `page-${n}`, user: `U${n}`, date: '2024-05-01T10:00:00.000Z', duration: n })
+const loggedEvents = (logs: Array<Record<string, unknown>>) =>
+  logs.filter((l) => l.msg === 'page event').map((l) => l.event as { name: string })
 
 t.test('logs every valid event, dead-letters the malformed ones with their reason, keeps running', async (t) => {
   const topic = uniqueName('cons-r1')
   const group = uniqueName('cons-group')
   t.teardown(() => deleteTopics([topic, `${topic}.dlq`]))
-  const consumer = await startRole(t, 'consumer', { CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: group, KAFKA_TOPIC_PARTITIONS: '1' })
+  const consumer = await startRole(t, 'consumer', {
+    CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: group, KAFKA_TOPIC_PARTITIONS: '1',
+  })
 
   await writeRecords(topic, [
     { key: 'page-1', value: valid(1) },
@@ -20,7 +24,8 @@ t.test('logs every valid event, dead-letters the malformed ones with their reaso
     { key: 'page-4', value: valid(4) },
   ])
   await waitFor('4 events logged', () => loggedEvents(consumer.logs()).length === 4)
-  t.same(loggedEvents(consumer.logs()).map((e) => e.name), ['page-1', 'page-2', 'page-3', 'page-4'], 'in order, every valid one')
+  t.same(loggedEvents(consumer.logs()).map((e) => e.name), ['page-1', 'page-2', 'page-3', 'page-4'],
+    'in order, every valid one')
 
   const dead = await readTopic(`${topic}.dlq`, { count: 3 })
   t.equal(dead.length, 3)
@@ -40,7 +45,8 @@ t.test('logs every valid event, dead-letters the malformed ones with their reaso
   const restarted = await startRole(t, 'consumer', { CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: group })
   await writeRecords(topic, [{ key: 'page-6', value: valid(6) }])
   await waitFor('the new event after a restart', () => loggedEvents(restarted.logs()).length >= 1)
-  t.same(loggedEvents(restarted.logs()).map((e) => e.name), ['page-6'], 'committed offsets: nothing is logged twice after a restart')
+  t.same(loggedEvents(restarted.logs()).map((e) => e.name), ['page-6'],
+    'committed offsets: nothing is logged twice after a restart')
 })
 
 t.test('one bad record read by three roles: each dead letter says which role and group sent it', async (t) => {
@@ -52,7 +58,9 @@ t.test('one bad record read by three roles: each dead letter says which role and
   const common = { KAFKA_TOPIC_PARTITIONS: '1', LOG_LEVEL: 'warn' }
   await startRole(t, 'consumer', { ...common, CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: groups.consumer })
   await startRole(t, 'transformer', {
-    ...common, TRANSFORMER_INPUT_TOPIC: topic, TRANSFORMER_OUTPUT_TOPIC: output,
+    ...common,
+    TRANSFORMER_INPUT_TOPIC: topic,
+    TRANSFORMER_OUTPUT_TOPIC: output,
     TRANSFORMER_GROUP_ID: groups.transformer,
   })
   await startRole(t, 'analytics', {
@@ -85,14 +93,14 @@ t.test('a static member fenced by a twin with its instance id: not ready, counte
   type Status = { fatalErrors: number, lastError: string }
   const status = async () => await (await fetch(`${consumer.url}/status`)).json() as Status
   let sawNotReady = false
-  let watching = true
+  const watching = new AbortController()
   const watch = (async () => {
-    while (watching) {
+    while (!watching.signal.aborted) {
       if (!await ready().catch(() => true)) sawNotReady = true
       await new Promise((resolve) => setTimeout(resolve, 20))
     }
   })()
-  t.teardown(() => { watching = false; return watch })
+  t.teardown(() => { watching.abort(); return watch })
 
   // a twin given the same group.instance.id, as two replicas on one default id would be
   const twin = testKafka().consumer({ 'group.id': group, 'group.instance.id': 'twin', 'enable.auto.commit': false })

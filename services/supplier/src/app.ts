@@ -6,11 +6,17 @@ import { SupplyLoop, labEventSource } from './supply-loop.js'
 const config = {
   ...commonConfig('supplier', 8082),
   SUPPLIER_TOPIC: TopicName('R2', 'topic the random events go to'),
-  SUPPLIER_INTERVAL_MS: Type.Integer({ minimum: 1, default: 100, description: 'one event every this many milliseconds' }),
+  SUPPLIER_INTERVAL_MS: Type.Integer({
+    minimum: 1, default: 100, description: 'one event every this many milliseconds',
+  }),
   SUPPLIER_PAGES: CsvList({ default: 'P1,P2', description: 'pages to pick from (the lab dashboard plots P1 and P2)' }),
   SUPPLIER_USERS: CsvList({ default: 'U1,U2', description: 'users to pick from' }),
-  SUPPLIER_MAX_DURATION_MS: Type.Integer({ minimum: 1, default: 10_000, description: 'durations are random below this' }),
-  SUPPLIER_AUTOSTART: Type.Boolean({ default: true, description: 'start supplying at start-up (else wait for POST /supplier/resume)' }),
+  SUPPLIER_MAX_DURATION_MS: Type.Integer({
+    minimum: 1, default: 10_000, description: 'durations are random below this',
+  }),
+  SUPPLIER_AUTOSTART: Type.Boolean({
+    default: true, description: 'start supplying at start-up (else wait for POST /supplier/resume)',
+  }),
 }
 
 const Status = Type.Object({
@@ -42,11 +48,16 @@ export const role: Role<typeof config> = {
     })
 
     fastify.get('/supplier', { schema: { response: { 200: Status } } }, async () => loop.status)
-    fastify.post('/supplier/pause', { schema: { response: { 200: Status } } }, async () => { loop.pause(); return loop.status })
-    fastify.post('/supplier/resume', { schema: { response: { 200: Status } } }, async () => { loop.resume(); return loop.status })
+    const answersStatus = { schema: { response: { 200: Status } } }
+    fastify.post('/supplier/pause', answersStatus, async () => { loop.pause(); return loop.status })
+    fastify.post('/supplier/resume', answersStatus, async () => { loop.resume(); return loop.status })
     fastify.put('/supplier/rate', {
       schema: {
-        body: Type.Object({ intervalMs: Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'milliseconds between events, 1 to 3600000' }) }),
+        body: Type.Object({
+          intervalMs: Type.Integer({
+            minimum: 1, maximum: 3_600_000, description: 'milliseconds between events, 1 to 3600000',
+          }),
+        }),
         response: { 200: Status },
       },
     }, async (request) => { loop.setInterval(request.body.intervalMs); return loop.status })

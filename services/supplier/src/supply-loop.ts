@@ -36,12 +36,22 @@ export class SupplyLoop {
     private readonly nextEvent: () => PageEvent,
     intervalMs: number,
     private readonly log: FastifyBaseLogger,
-    metrics: Registry,
+    metrics: Registry
   ) {
     this.#status = { running: false, intervalMs, sent: 0, failed: 0, skipped: 0, at: 0 }
-    this.#sent = new Counter({ name: 'pagestream_events_supplied_total', help: 'random events acknowledged by the broker', registers: [metrics] })
-    this.#failed = new Counter({ name: 'pagestream_supply_failures_total', help: 'random events the broker did not acknowledge', registers: [metrics] })
-    this.#skipped = new Counter({ name: 'pagestream_supply_ticks_skipped_total', help: 'ticks given up after the loop fell more than a second behind', registers: [metrics] })
+    this.#sent = new Counter({
+      name: 'pagestream_events_supplied_total', help: 'random events acknowledged by the broker', registers: [metrics],
+    })
+    this.#failed = new Counter({
+      name: 'pagestream_supply_failures_total',
+      help: 'random events the broker did not acknowledge',
+      registers: [metrics],
+    })
+    this.#skipped = new Counter({
+      name: 'pagestream_supply_ticks_skipped_total',
+      help: 'ticks given up after the loop fell more than a second behind',
+      registers: [metrics],
+    })
   }
 
   get status (): SupplyStatus { return { ...this.#status, at: performance.now() } }
@@ -105,6 +115,8 @@ export class SupplyLoop {
   }
 }
 
-export function labEventSource (pages: readonly string[], users: readonly string[], maxDurationMs: number): () => PageEvent {
+export function labEventSource (
+  pages: readonly string[], users: readonly string[], maxDurationMs: number
+): () => PageEvent {
   return () => randomPageEvent({ pages, users, maxDurationMs })
 }

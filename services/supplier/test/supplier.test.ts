@@ -35,7 +35,9 @@ async function measureRate (supplier: RunningRole, seconds: number): Promise<num
 t.test('supplies at the configured rate, pauses, resumes and re-rates', async (t) => {
   const topic = uniqueName('supp-r2')
   t.teardown(() => deleteTopics([topic]))
-  const supplier = await startRole(t, 'supplier', { SUPPLIER_TOPIC: topic, SUPPLIER_INTERVAL_MS: '50', SUPPLIER_PAGES: 'P1,P2,P3' })
+  const supplier = await startRole(t, 'supplier', {
+    SUPPLIER_TOPIC: topic, SUPPLIER_INTERVAL_MS: '50', SUPPLIER_PAGES: 'P1,P2,P3',
+  })
   await waitFor('the first events', async () => (await status(supplier)).sent >= 10)
 
   const rate = await measureRate(supplier, 4)
@@ -54,7 +56,9 @@ t.test('supplies at the configured rate, pauses, resumes and re-rates', async (t
   const newRate = await measureRate(supplier, 4)
   t.ok(Math.abs(newRate - 40) <= 4, `about 40 events/s at 25 ms: measured ${newRate.toFixed(2)}/s`)
 
-  const refused = await fetch(`${supplier.url}/supplier/rate`, { method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ intervalMs: 0 }) })
+  const refused = await fetch(`${supplier.url}/supplier/rate`, {
+    method: 'PUT', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ intervalMs: 0 }),
+  })
   t.equal(refused.status, 400)
   t.match(await refused.json(), { message: /body.intervalMs must be milliseconds between events/ })
 

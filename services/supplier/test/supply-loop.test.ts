@@ -5,15 +5,18 @@ import type { Producer } from '@pagestream/core'
 import { SupplyLoop, labEventSource } from '../src/supply-loop.js'
 import { waitFor } from '@pagestream/test-kit'
 
+const silent = pino({ level: 'silent' })
+
 /** Counts sends; the loop's scheduling is what is under test here, not the broker. */
 function countingProducer () {
   const sent: unknown[] = []
-  return { sent, producer: { send: async (record: unknown) => { sent.push(record); return [] } } as unknown as Producer }
+  const producer = { send: async (record: unknown) => { sent.push(record); return [] } } as unknown as Producer
+  return { sent, producer }
 }
 
 t.test('after a stall of more than a second the missed ticks are skipped, not sent in a burst', async (t) => {
   const { sent, producer } = countingProducer()
-  const loop = new SupplyLoop(producer, 'R2', labEventSource(['P1'], ['U1'], 100), 10, pino({ level: 'silent' }), new Registry())
+  const loop = new SupplyLoop(producer, 'R2', labEventSource(['P1'], ['U1'], 100), 10, silent, new Registry())
   loop.resume()
   t.teardown(() => loop.stop())
   await waitFor('the loop to run', () => sent.length >= 5)
@@ -28,7 +31,7 @@ t.test('after a stall of more than a second the missed ticks are skipped, not se
 
 t.test('pause stops the ticks and resume starts them again', async (t) => {
   const { sent, producer } = countingProducer()
-  const loop = new SupplyLoop(producer, 'R2', labEventSource(['P1', 'P2'], ['U1'], 100), 10, pino({ level: 'silent' }), new Registry())
+  const loop = new SupplyLoop(producer, 'R2', labEventSource(['P1', 'P2'], ['U1'], 100), 10, silent, new Registry())
   loop.resume()
   await waitFor('events', () => sent.length >= 3)
   await loop.stop()
