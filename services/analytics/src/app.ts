@@ -68,6 +68,7 @@ export const role: Role<typeof config> = {
   name: 'analytics',
   description: 'event-time windows per page R2 -> R4 (exactly-once), live SSE view of R4 and the dashboard',
   config,
+  check: (config) => { windowSpec(config) },
   app: async (fastify, { config }) => {
     const spec = windowSpec(config)
     const connection = connectionProperties(config)

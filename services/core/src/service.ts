@@ -18,6 +18,8 @@ export interface Role<P extends TProperties> {
   name: string
   description: string
   config: P
+  /** The role's own rules across its variables: throws a ConfigError naming them, before any connection. */
+  check?: (config: StaticDecode<TObject<P>>) => void
   app: FastifyPluginAsync<{ config: StaticDecode<TObject<P>> }>
 }
 
@@ -29,6 +31,7 @@ export async function createService<P extends TProperties> (
   config: StaticDecode<TObject<P>> & CommonConfig,
   options: { logger?: boolean } = {},
 ): Promise<FastifyInstance> {
+  role.check?.(config)
   const fastify = serviceInstance(config, options)
   await registerRole(fastify, role, config)
   return fastify
@@ -145,6 +148,7 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
   let config: StaticDecode<TObject<P>> & CommonConfig
   try {
     config = loadConfig(role.config) as StaticDecode<TObject<P>> & CommonConfig
+    role.check?.(config)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     process.stderr.write(`pagestream ${role.name}: ${err.message}\n`)

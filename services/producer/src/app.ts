@@ -22,6 +22,7 @@ export const role: Role<typeof config> = {
   name: 'producer',
   description: 'publishes PageEvents from HTTP (GET /publish/:topic/:name, POST /events/:topic)',
   config,
+  check: (config) => { TopicPolicy.checkAllowList(config.PRODUCER_TOPICS) },
   app: async (fastify, { config }) => {
     const policy = new TopicPolicy(config.PRODUCER_TOPICS)
     await fastify.kafka.ensureTopics(policy.topics.map((topic) => ({ topic })))

@@ -1,14 +1,20 @@
-import { HttpError, isInternalTopic, topicNameProblem } from '@pagestream/core'
+import { ConfigError, HttpError, isInternalTopic, topicNameProblem } from '@pagestream/core'
 
 /** Decides whether HTTP clients may publish to a topic: legal, not internal, on the allow-list. */
 export class TopicPolicy {
   readonly #allowed: ReadonlySet<string>
 
-  constructor (allowList: readonly string[]) {
-    for (const topic of allowList) {
+  /** Throws a ConfigError naming PRODUCER_TOPICS unless every topic of the list may be published to. */
+  static checkAllowList (allowList: readonly string[]): void {
+    const problems = allowList.flatMap((topic) => {
       const problem = topicNameProblem(topic) ?? (isInternalTopic(topic) ? 'internal topics cannot be published to' : null)
-      if (problem !== null) throw new Error(`PRODUCER_TOPICS: "${topic}" is refused: ${problem}`)
-    }
+      return problem === null ? [] : [`PRODUCER_TOPICS: "${topic}" is refused: ${problem}`]
+    })
+    if (problems.length > 0) throw new ConfigError(problems)
+  }
+
+  constructor (allowList: readonly string[]) {
+    TopicPolicy.checkAllowList(allowList)
     this.#allowed = new Set(allowList)
   }
 
