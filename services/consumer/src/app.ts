@@ -1,10 +1,10 @@
 import { Type } from '@sinclair/typebox'
-import { type Role, TopicName, commonConfig, deadLetterTopic, producerProperties } from '@pagestream/core'
+import { ROLE_PORTS, type Role, TopicName, commonConfig, deadLetterTopic, producerProperties } from '@pagestream/core'
 import { EventLogger } from './event-logger.js'
 import { GroupMember } from './group-member.js'
 
 const config = {
-  ...commonConfig('consumer', 8083),
+  ...commonConfig('consumer', ROLE_PORTS.consumer),
   CONSUMER_TOPIC: TopicName('R1', 'topic whose events are logged'),
   CONSUMER_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-consumer', description: 'consumer group' }),
   CONSUMER_INSTANCE_ID: Type.String({

@@ -1,13 +1,15 @@
 import rateLimit from '@fastify/rate-limit'
 import { Type } from '@sinclair/typebox'
-import { CsvList, type Role, allowCrossOrigin, commonConfig, corsConfig, producerProperties } from '@pagestream/core'
+import {
+  CsvList, ROLE_PORTS, type Role, allowCrossOrigin, commonConfig, corsConfig, producerProperties,
+} from '@pagestream/core'
 import { acceptJsonOnly } from './json-body.js'
 import { Publisher } from './publisher.js'
 import { publishRoutes } from './routes.js'
 import { TopicPolicy } from './topic-policy.js'
 
 const config = {
-  ...commonConfig('producer', 8081),
+  ...commonConfig('producer', ROLE_PORTS.producer),
   ...corsConfig(),
   PRODUCER_TOPICS: CsvList({ default: 'R1,R2', description: 'topics HTTP clients may publish to (created at start-up)' }),
   PRODUCER_USERS: CsvList({ default: 'U1,U2', description: 'users GET /publish picks from at random' }),

@@ -1,10 +1,10 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { CsvList, type Role, TopicName, commonConfig, producerProperties } from '@pagestream/core'
+import { CsvList, ROLE_PORTS, type Role, TopicName, commonConfig, producerProperties } from '@pagestream/core'
 import { SupplyLoop, labEventSource } from './supply-loop.js'
 
 const config = {
-  ...commonConfig('supplier', 8082),
+  ...commonConfig('supplier', ROLE_PORTS.supplier),
   SUPPLIER_TOPIC: TopicName('R2', 'topic the random events go to'),
   SUPPLIER_INTERVAL_MS: Type.Integer({ minimum: 1, default: 100, description: 'one event every this many milliseconds' }),
   SUPPLIER_PAGES: CsvList({ default: 'P1,P2', description: 'pages to pick from (the lab dashboard plots P1 and P2)' }),
