@@ -1,7 +1,7 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
 import { CsvList, ROLE_PORTS, type Role, TopicName, commonConfig, producerProperties } from '@pagestream/core'
-import { SupplyLoop, labEventSource } from './supply-loop.js'
+import { SupplyLoop, SupplyStatusSchema, labEventSource } from './supply-loop.js'
 
 const config = {
   ...commonConfig('supplier', ROLE_PORTS.supplier),
@@ -12,15 +12,6 @@ const config = {
   SUPPLIER_MAX_DURATION_MS: Type.Integer({ minimum: 1, default: 10_000, description: 'durations are random below this' }),
   SUPPLIER_AUTOSTART: Type.Boolean({ default: true, description: 'start supplying at start-up (else wait for POST /supplier/resume)' }),
 }
-
-const Status = Type.Object({
-  running: Type.Boolean(),
-  intervalMs: Type.Integer(),
-  sent: Type.Integer(),
-  failed: Type.Integer(),
-  skipped: Type.Integer({ description: 'ticks given up after the loop fell more than a second behind' }),
-  at: Type.Number({ description: "the supplier's monotonic clock (ms) when the status was taken" }),
-})
 
 export const role: Role<typeof config> = {
   name: 'supplier',
@@ -41,13 +32,14 @@ export const role: Role<typeof config> = {
       await producer.disconnect()
     })
 
-    fastify.get('/supplier', { schema: { response: { 200: Status } } }, async () => loop.status)
-    fastify.post('/supplier/pause', { schema: { response: { 200: Status } } }, async () => { loop.pause(); return loop.status })
-    fastify.post('/supplier/resume', { schema: { response: { 200: Status } } }, async () => { loop.resume(); return loop.status })
+    const answersStatus = { schema: { response: { 200: SupplyStatusSchema } } }
+    fastify.get('/supplier', answersStatus, async () => loop.status)
+    fastify.post('/supplier/pause', answersStatus, async () => { loop.pause(); return loop.status })
+    fastify.post('/supplier/resume', answersStatus, async () => { loop.resume(); return loop.status })
     fastify.put('/supplier/rate', {
       schema: {
         body: Type.Object({ intervalMs: Type.Integer({ minimum: 1, maximum: 3_600_000, description: 'milliseconds between events, 1 to 3600000' }) }),
-        response: { 200: Status },
+        response: { 200: SupplyStatusSchema },
       },
     }, async (request) => { loop.setInterval(request.body.intervalMs); return loop.status })
   },

@@ -3,20 +3,19 @@ import { parsePageEvent } from '@pagestream/core'
 import { deleteTopics, readTopic, uniqueName } from '../../../test/helpers/kafka.js'
 import { type RunningRole, startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
+import type { SupplyStatus } from '../src/supply-loop.js'
 
-interface Status { running: boolean, intervalMs: number, sent: number, failed: number, skipped: number, at: number }
-
-async function status (supplier: RunningRole, method = 'GET', path = '/supplier', body?: unknown): Promise<Status> {
+async function status (supplier: RunningRole, method = 'GET', path = '/supplier', body?: unknown): Promise<SupplyStatus> {
   const response = await fetch(`${supplier.url}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   })
-  return await response.json() as Status
+  return await response.json() as SupplyStatus
 }
 
 /** The status once a paused supplier's last sends were answered (no change over 300 ms). */
-function settledStatus (supplier: RunningRole): Promise<Status> {
+function settledStatus (supplier: RunningRole): Promise<SupplyStatus> {
   return waitFor('in-flight sends to settle', async () => {
     const before = await status(supplier)
     await new Promise((resolve) => setTimeout(resolve, 300))
