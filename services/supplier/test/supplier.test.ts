@@ -5,7 +5,9 @@ import { type RunningRole, startRole } from '../../../test/helpers/process.js'
 import { waitFor } from '../../../test/helpers/wait.js'
 import type { SupplyStatus } from '../src/supply-loop.js'
 
-async function status (supplier: RunningRole, method = 'GET', path = '/supplier', body?: unknown): Promise<SupplyStatus> {
+async function status (
+  supplier: RunningRole, method = 'GET', path = '/supplier', body?: unknown,
+): Promise<SupplyStatus> {
   const response = await fetch(`${supplier.url}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
