@@ -39,6 +39,15 @@ t.test('producer: an allow-list naming an internal or illegal topic stops start-
   t.match(outcome.stderr, /"__consumer_offsets" is refused: internal topics cannot be published to/)
 })
 
+t.test('supplier and producer: names no PageEvent could carry stop start-up naming the list', async (t) => {
+  const long = 'x'.repeat(257)
+  const supplier = await start('supplier', { SUPPLIER_PAGES: `P1,${long}`, SUPPLIER_USERS: long })
+  refused(t, supplier, 'supplier', ['SUPPLIER_PAGES', 'SUPPLIER_USERS'])
+  t.match(supplier.stderr, /SUPPLIER_PAGES: must be page name, 1 to 256 characters \(got "x{257}"\)/)
+  const producer = await start('producer', { PRODUCER_USERS: `U1,${long}`, PRODUCER_TOPICS: 'R1,bad$name' })
+  refused(t, producer, 'producer', ['PRODUCER_USERS', 'PRODUCER_TOPICS'])
+})
+
 t.test('every role: SASL without credentials, a missing CA file, a proxy list that is no list of addresses', async (t) => {
   const bad = {
     KAFKA_SECURITY_PROTOCOL: 'sasl_ssl',

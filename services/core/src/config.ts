@@ -91,10 +91,15 @@ export function loadConfig<P extends TProperties> (properties: P, env: NodeJS.Pr
     const value = env[name]
     if (value !== undefined && value !== '') raw[name] = value.trim()
   }
-  const converted = Value.Convert(schema, Value.Default(schema, raw))
+  const converted = Value.Convert(schema, Value.Default(schema, raw)) as Record<string, unknown>
+  for (const [name, schema] of Object.entries(properties)) {
+    const written = env[name]?.trim()
+    // Convert reads "5e3" as 5 and "0x10" as 16: an integer is written in decimal digits or refused as written
+    if (schema.type === 'integer' && written && !/^[+-]?\d+$/.test(written)) converted[name] = written
+  }
   const problems = [...Value.Errors(schema, converted)].map((error) => {
     const variable = error.path.replace(/^\//, '')
-    const value = (converted as Record<string, unknown>)[variable]
+    const value = converted[variable]
     return `${variable}: must be ${expected(properties[variable])} (got ${shown(variable, value)})`
   })
   const unique = [...new Set(problems)]

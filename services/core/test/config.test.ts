@@ -64,3 +64,12 @@ t.test('a CA file must be readable; HTTP_TRUST_PROXY takes only addresses Fastif
     t.match(error.message, `HTTP_TRUST_PROXY: must be empty, true, or addresses/CIDRs`, `"${setting}" is refused`)
   }
 })
+
+t.test('an integer is written in decimal digits: "5e3" is not read as 5, nor "0x10" as 16', async (t) => {
+  t.equal(loadConfig(schema, { BATCH_MAX: ' +250 ' }).BATCH_MAX, 250)
+  for (const written of ['5e3', '0x10', '5.0', '1_000']) {
+    const error = t.throws(() => loadConfig(schema, { BATCH_MAX: written })) as ConfigError
+    const problem = `BATCH_MAX: must be an integer >= 1 (got "${written}")`
+    t.same(error.problems, [problem], `"${written}" is refused as written`)
+  }
+})

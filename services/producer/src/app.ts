@@ -1,7 +1,8 @@
 import rateLimit from '@fastify/rate-limit'
 import { Type } from '@sinclair/typebox'
 import {
-  CsvList, ROLE_PORTS, type Role, allowCrossOrigin, commonConfig, corsConfig, producerProperties,
+  ConfigError, CsvList, ROLE_PORTS, type Role, allowCrossOrigin, commonConfig, corsConfig, pageEventNameProblems,
+  producerProperties,
 } from '@pagestream/core'
 import { acceptJsonOnly } from './json-body.js'
 import { Publisher } from './publisher.js'
@@ -24,7 +25,14 @@ export const role: Role<typeof config> = {
   name: 'producer',
   description: 'publishes PageEvents from HTTP (GET /publish/:topic/:name, POST /events/:topic)',
   config,
-  check: (config) => { TopicPolicy.checkAllowList(config.PRODUCER_TOPICS) },
+  check: (config) => {
+    const problems = [
+      ...TopicPolicy.allowListProblems(config.PRODUCER_TOPICS),
+      // GET /publish picks its user from the list: a user no PageEvent can carry would fail every request
+      ...pageEventNameProblems('PRODUCER_USERS', 'user', config.PRODUCER_USERS),
+    ]
+    if (problems.length > 0) throw new ConfigError(problems)
+  },
   app: async (fastify, { config }) => {
     const policy = new TopicPolicy(config.PRODUCER_TOPICS)
     await fastify.kafka.ensureTopics(policy.topics.map((topic) => ({ topic })))

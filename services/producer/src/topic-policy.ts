@@ -4,17 +4,17 @@ import { ConfigError, HttpError, isInternalTopic, topicNameProblem } from '@page
 export class TopicPolicy {
   readonly #allowed: ReadonlySet<string>
 
-  /** Throws a ConfigError naming PRODUCER_TOPICS unless every topic of the list may be published to. */
-  static checkAllowList (allowList: readonly string[]): void {
-    const problems = allowList.flatMap((topic) => {
+  /** What is wrong with an allow-list (PRODUCER_TOPICS): topics that may not be published to. */
+  static allowListProblems (allowList: readonly string[]): string[] {
+    return allowList.flatMap((topic) => {
       const problem = topicNameProblem(topic) ?? (isInternalTopic(topic) ? 'internal topics cannot be published to' : null)
       return problem === null ? [] : [`PRODUCER_TOPICS: "${topic}" is refused: ${problem}`]
     })
-    if (problems.length > 0) throw new ConfigError(problems)
   }
 
   constructor (allowList: readonly string[]) {
-    TopicPolicy.checkAllowList(allowList)
+    const problems = TopicPolicy.allowListProblems(allowList)
+    if (problems.length > 0) throw new ConfigError(problems)
     this.#allowed = new Set(allowList)
   }
 

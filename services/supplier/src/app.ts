@@ -1,6 +1,8 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { CsvList, ROLE_PORTS, type Role, TopicName, commonConfig, producerProperties } from '@pagestream/core'
+import {
+  ConfigError, CsvList, ROLE_PORTS, type Role, TopicName, commonConfig, pageEventNameProblems, producerProperties,
+} from '@pagestream/core'
 import { SupplyLoop, SupplyStatusSchema, labEventSource } from './supply-loop.js'
 
 const config = {
@@ -9,7 +11,10 @@ const config = {
   SUPPLIER_INTERVAL_MS: Type.Integer({ minimum: 1, default: 100, description: 'one event every this many milliseconds' }),
   SUPPLIER_PAGES: CsvList({ default: 'P1,P2', description: 'pages to pick from (the lab dashboard plots P1 and P2)' }),
   SUPPLIER_USERS: CsvList({ default: 'U1,U2', description: 'users to pick from' }),
-  SUPPLIER_MAX_DURATION_MS: Type.Integer({ minimum: 1, default: 10_000, description: 'durations are random below this' }),
+  SUPPLIER_MAX_DURATION_MS: Type.Integer({
+    // crypto.randomInt's limit
+    minimum: 1, maximum: 2 ** 48 - 1, default: 10_000, description: 'durations are random below this',
+  }),
   SUPPLIER_AUTOSTART: Type.Boolean({ default: true, description: 'start supplying at start-up (else wait for POST /supplier/resume)' }),
 }
 
@@ -17,6 +22,13 @@ export const role: Role<typeof config> = {
   name: 'supplier',
   description: 'sends a random PageEvent to a topic at a steady rate; pause, resume and re-rate over HTTP',
   config,
+  check: (config) => {
+    const problems = [
+      ...pageEventNameProblems('SUPPLIER_PAGES', 'name', config.SUPPLIER_PAGES),
+      ...pageEventNameProblems('SUPPLIER_USERS', 'user', config.SUPPLIER_USERS),
+    ]
+    if (problems.length > 0) throw new ConfigError(problems)
+  },
   app: async (base, { config }) => {
     const fastify = base.withTypeProvider<TypeBoxTypeProvider>()
     await fastify.kafka.ensureTopics([{ topic: config.SUPPLIER_TOPIC }])
