@@ -1,7 +1,6 @@
-import { accessSync, constants, statSync } from 'node:fs'
-import { isIP } from 'node:net'
 import { Type, type StaticDecode, type TObject, type TProperties, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { commonRuleProblems } from './config-rules.js'
 import { LEGAL_TOPIC_PATTERN } from './topics.js'
 
 /** A comma-separated list in one environment variable, e.g. `KAFKA_BROKERS=a:9092,b:9092`. */
@@ -92,10 +91,10 @@ export function loadConfig<P extends TProperties> (properties: P, env: NodeJS.Pr
     if (value !== undefined && value !== '') raw[name] = value.trim()
   }
   const converted = Value.Convert(schema, Value.Default(schema, raw)) as Record<string, unknown>
-  for (const [name, schema] of Object.entries(properties)) {
+  for (const [name, property] of Object.entries(properties)) {
     const written = env[name]?.trim()
     // Convert reads "5e3" as 5 and "0x10" as 16: an integer is written in decimal digits or refused as written
-    if (schema.type === 'integer' && written && !/^[+-]?\d+$/.test(written)) converted[name] = written
+    if (property.type === 'integer' && written && !/^[+-]?\d+$/.test(written)) converted[name] = written
   }
   const problems = [...Value.Errors(schema, converted)].map((error) => {
     const variable = error.path.replace(/^\//, '')
@@ -108,56 +107,4 @@ export function loadConfig<P extends TProperties> (properties: P, env: NodeJS.Pr
   const rules = commonRuleProblems(config as Record<string, unknown>)
   if (rules.length > 0) throw new ConfigError(rules)
   return config
-}
-
-/** Rules of the common settings that no single schema states; checked at load, before any connection. */
-function commonRuleProblems (config: Record<string, unknown>): string[] {
-  const problems: string[] = []
-  const protocol = config.KAFKA_SECURITY_PROTOCOL
-  if (typeof protocol === 'string' && protocol.startsWith('sasl_')) {
-    const missing = ['KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD'].filter((v) => config[v] === '')
-    problems.push(...missing.map((v) => `${v}: required when KAFKA_SECURITY_PROTOCOL=${protocol}`))
-  }
-  const ca = config.KAFKA_SSL_CA_LOCATION
-  // librdkafka would retry the brokers for good on a missing CA file instead of saying so
-  if (typeof ca === 'string' && ca !== '' && !readableFile(ca)) {
-    problems.push(`KAFKA_SSL_CA_LOCATION: must be a readable PEM file (got ${JSON.stringify(ca)})`)
-  }
-  const proxies = config.HTTP_TRUST_PROXY
-  if (typeof proxies === 'string') {
-    const bad = trustedProxyList(proxies).filter((entry) => !isProxyAddress(entry))
-    if (bad.length > 0) {
-      problems.push('HTTP_TRUST_PROXY: must be empty, true, or addresses/CIDRs such as 10.0.0.0/8 or loopback ' +
-        `(got ${bad.map((entry) => JSON.stringify(entry)).join(', ')})`)
-    }
-  }
-  return problems
-}
-
-function readableFile (path: string): boolean {
-  try {
-    accessSync(path, constants.R_OK)
-    return statSync(path).isFile()
-  } catch {
-    return false
-  }
-}
-
-/** HTTP_TRUST_PROXY as a list of addresses; empty for "", "true" and "false", which are not lists. */
-function trustedProxyList (setting: string): string[] {
-  if (['', 'true', 'false'].includes(setting)) return []
-  return setting.split(',').map((entry) => entry.trim())
-}
-
-const PROXY_NAMES = new Set(['loopback', 'linklocal', 'uniquelocal'])
-
-/** What Fastify's proxy-addr accepts: a named range, an address, address/prefix-length or IPv4 address/netmask. */
-function isProxyAddress (entry: string): boolean {
-  if (PROXY_NAMES.has(entry)) return true
-  const [address = '', range, ...rest] = entry.split('/')
-  const family = isIP(address)
-  if (family === 0 || rest.length > 0) return false
-  if (range === undefined) return true
-  if (family === 4 && isIP(range) === 4) return true
-  return /^\d{1,3}$/.test(range) && Number(range) >= 1 && Number(range) <= (family === 4 ? 32 : 128)
 }
