@@ -49,8 +49,10 @@ t.test('scripts and the image: deploy/local/run.sh, the entry point, the Dockerf
   const dockerfile = read('deploy', 'docker', 'Dockerfile')
   t.same(exposedPorts(dockerfile), expectedPorts, 'deploy/docker/Dockerfile EXPOSE')
   // the checks do see a copy that drifted
-  t.notSame(runScriptPorts(runScript.replace('[producer]=8081', '[producer]=8091')), ROLE_PORTS, 'a drifted run.sh is seen')
-  t.notSame(exposedPorts(dockerfile.replace(/^EXPOSE (.*) 8084$/m, 'EXPOSE $1')), expectedPorts, 'a port left out of EXPOSE is seen')
+  const drifted = runScript.replace('[producer]=8081', '[producer]=8091')
+  t.notSame(runScriptPorts(drifted), ROLE_PORTS, 'a drifted run.sh is seen')
+  const shortened = dockerfile.replace(/^EXPOSE (.*) 8084$/m, 'EXPOSE $1')
+  t.notSame(exposedPorts(shortened), expectedPorts, 'a port left out of EXPOSE is seen')
 })
 
 t.test('redpanda-compose.yml: each role told its port and published on it', async (t) => {
@@ -66,12 +68,14 @@ t.test('redpanda-compose.yml: each role told its port and published on it', asyn
 
 t.test('the chart: roles.<role>.port in values.yaml and its default in values.schema.json', async (t) => {
   const values = parse(read('charts', 'pagestream', 'values.yaml')) as { roles: Record<string, { port: number }> }
-  t.same(table(Object.entries(values.roles).map(([role, settings]) => [role, settings.port])), ROLE_PORTS, 'values.yaml')
+  const ports = Object.entries(values.roles).map(([role, settings]) => [role, settings.port] as [string, number])
+  t.same(table(ports), ROLE_PORTS, 'values.yaml')
   const schema = JSON.parse(read('charts', 'pagestream', 'values.schema.json')) as {
     properties: { roles: { properties: Record<string, { properties: { port: { default: number } } }> } }
   }
-  const defaults = Object.entries(schema.properties.roles.properties).map(([role, s]) => [role, s.properties.port.default])
-  t.same(table(defaults as Array<[string, number]>), ROLE_PORTS, 'values.schema.json defaults')
+  const defaults = Object.entries(schema.properties.roles.properties)
+    .map(([role, s]) => [role, s.properties.port.default] as [string, number])
+  t.same(table(defaults), ROLE_PORTS, 'values.schema.json defaults')
 })
 
 t.test('the READMEs: the table of roles, the section headings, each role\'s own README', async (t) => {
