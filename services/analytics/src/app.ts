@@ -1,7 +1,7 @@
 import { Type, type StaticDecode, type TObject } from '@sinclair/typebox'
 import fp from 'fastify-plugin'
 import {
-  type Role, TopicName, commonConfig, connectionProperties, corsConfig, deadLetterTopic, replicaInstanceId,
+  ROLE_PORTS, type Role, TopicName, commonConfig, connectionProperties, corsConfig, deadLetterTopic, replicaInstanceId,
 } from '@pagestream/core'
 import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
@@ -13,7 +13,7 @@ import { TimeSourceSchema, windowSpec } from './windows.js'
 const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
 
 const config = {
-  ...commonConfig('analytics', 8080),
+  ...commonConfig('analytics', ROLE_PORTS.analytics),
   ANALYTICS_INPUT_TOPIC: TopicName('R2', 'topic of page events to window'),
   ANALYTICS_OUTPUT_TOPIC: TopicName('R4', 'topic of window records, keyed by page'),
   ANALYTICS_CHANGELOG_TOPIC: TopicName('', 'compacted changelog of window state (empty: <group id>-windows-changelog)', { optional: true }),
@@ -68,6 +68,7 @@ export const role: Role<typeof config> = {
   name: 'analytics',
   description: 'event-time windows per page R2 -> R4 (exactly-once), live SSE view of R4 and the dashboard',
   config,
+  check: (config) => { windowSpec(config) },
   app: async (fastify, { config }) => {
     const spec = windowSpec(config)
     const connection = connectionProperties(config)

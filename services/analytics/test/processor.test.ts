@@ -126,6 +126,6 @@ t.test('SIGTERM: what was processed is committed before the process exits', asyn
 
 t.test('a slice that does not fit the windows: the service refuses to start and names the variable', async (t) => {
   const role = await startRole(t, 'analytics', { WINDOW_SIZE_MS: '1500', WINDOW_SLICE_MS: '1000', ANALYTICS_INPUT_TOPIC: 'never-created' }, { waitReady: false })
-  t.equal(await role.exited, 1, 'exit code 1')
+  t.equal(await role.exited, 2, 'exit code 2, as every configuration error')
   t.match(role.output.join('\n'), /WINDOW_SLICE_MS: must divide WINDOW_SIZE_MS \(1500\) and the window advance \(1500\), e\.g\. 750 \(got 1000\)/)
 })

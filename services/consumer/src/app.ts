@@ -1,10 +1,10 @@
-import { Type } from '@sinclair/typebox'
-import { type Role, TopicName, commonConfig, deadLetterTopic, producerProperties } from '@pagestream/core'
+import { type Static, Type } from '@sinclair/typebox'
+import { ROLE_PORTS, type Role, TopicName, commonConfig, deadLetterTopic, producerProperties } from '@pagestream/core'
 import { EventLogger } from './event-logger.js'
 import { GroupMember } from './group-member.js'
 
 const config = {
-  ...commonConfig('consumer', 8083),
+  ...commonConfig('consumer', ROLE_PORTS.consumer),
   CONSUMER_TOPIC: TopicName('R1', 'topic whose events are logged'),
   CONSUMER_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-consumer', description: 'consumer group' }),
   CONSUMER_INSTANCE_ID: Type.String({
@@ -14,6 +14,18 @@ const config = {
       'partitions without a rebalance), and it must then be unique per replica: a twin with the same id fences it',
   }),
 }
+
+const Status = Type.Object({
+  topic: Type.String(),
+  group: Type.String(),
+  instanceId: Type.Union([Type.String(), Type.Null()], { description: 'group.instance.id when a static member' }),
+  partitions: Type.Integer({ description: 'partitions of the topic assigned now' }),
+  logged: Type.Integer(),
+  deadLettered: Type.Integer(),
+  fatalErrors: Type.Integer({ description: 'fatal consumer errors, each followed by a new consumer' }),
+  lastError: Type.Union([Type.String(), Type.Null()]),
+})
+export type ConsumerStatus = Static<typeof Status>
 
 export const role: Role<typeof config> = {
   name: 'consumer',
@@ -43,7 +55,7 @@ export const role: Role<typeof config> = {
     })
     await member.start()
 
-    fastify.get('/status', async () => ({
+    fastify.get('/status', { schema: { response: { 200: Status } } }, async (): Promise<ConsumerStatus> => ({
       topic,
       group: config.CONSUMER_GROUP_ID,
       instanceId: config.CONSUMER_INSTANCE_ID === '' ? null : config.CONSUMER_INSTANCE_ID,

@@ -1,4 +1,5 @@
 import t from 'tap'
+import type { ConsumerStatus } from '../src/app.js'
 import { deleteTopics, readTopic, startRole, testKafka, uniqueName, waitFor, writeRecords } from '@pagestream/test-kit'
 
 const valid = (n: number) =>
@@ -90,8 +91,7 @@ t.test('a static member fenced by a twin with its instance id: not ready, counte
   await writeRecords(topic, [1, 2].map((n) => ({ key: `page-${n}`, value: valid(n) })))
   await waitFor('2 events logged', () => loggedEvents(consumer.logs()).length === 2)
   const ready = async () => (await fetch(`${consumer.url}/health/ready`)).status === 200
-  type Status = { fatalErrors: number, lastError: string }
-  const status = async () => await (await fetch(`${consumer.url}/status`)).json() as Status
+  const status = async () => await (await fetch(`${consumer.url}/status`)).json() as ConsumerStatus
   let sawNotReady = false
   const watching = new AbortController()
   const watch = (async () => {

@@ -1,5 +1,6 @@
 import { Type, type StaticDecode, type TObject, type TProperties, type TSchema } from '@sinclair/typebox'
 import { Value } from '@sinclair/typebox/value'
+import { commonRuleProblems } from './config-rules.js'
 import { LEGAL_TOPIC_PATTERN } from './topics.js'
 
 /** A comma-separated list in one environment variable, e.g. `KAFKA_BROKERS=a:9092,b:9092`. */
@@ -89,19 +90,21 @@ export function loadConfig<P extends TProperties> (properties: P, env: NodeJS.Pr
     const value = env[name]
     if (value !== undefined && value !== '') raw[name] = value.trim()
   }
-  const converted = Value.Convert(schema, Value.Default(schema, raw))
+  const converted = Value.Convert(schema, Value.Default(schema, raw)) as Record<string, unknown>
+  for (const [name, property] of Object.entries(properties)) {
+    const written = env[name]?.trim()
+    // Convert reads "5e3" as 5 and "0x10" as 16: an integer is written in decimal digits or refused as written
+    if (property.type === 'integer' && written && !/^[+-]?\d+$/.test(written)) converted[name] = written
+  }
   const problems = [...Value.Errors(schema, converted)].map((error) => {
     const variable = error.path.replace(/^\//, '')
-    const value = (converted as Record<string, unknown>)[variable]
+    const value = converted[variable]
     return `${variable}: must be ${expected(properties[variable])} (got ${shown(variable, value)})`
   })
   const unique = [...new Set(problems)]
   if (unique.length > 0) throw new ConfigError(unique)
   const config = Value.Decode(schema, converted)
-  const sasl = (config as Record<string, unknown>).KAFKA_SECURITY_PROTOCOL
-  if (typeof sasl === 'string' && sasl.startsWith('sasl_')) {
-    const missing = ['KAFKA_SASL_USERNAME', 'KAFKA_SASL_PASSWORD'].filter((v) => (config as Record<string, unknown>)[v] === '')
-    if (missing.length > 0) throw new ConfigError(missing.map((v) => `${v}: required when KAFKA_SECURITY_PROTOCOL=${sasl}`))
-  }
+  const rules = commonRuleProblems(config as Record<string, unknown>)
+  if (rules.length > 0) throw new ConfigError(rules)
   return config
 }

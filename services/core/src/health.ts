@@ -1,7 +1,19 @@
+import { type Static, Type } from '@sinclair/typebox'
 import fp from 'fastify-plugin'
 
-export interface CheckResult { ok: boolean, detail?: string }
+export const CheckResultSchema = Type.Object({
+  ok: Type.Boolean(),
+  detail: Type.Optional(Type.String({ description: 'what the check found, or what it waits for' })),
+})
+export type CheckResult = Static<typeof CheckResultSchema>
 export type HealthCheck = () => CheckResult
+
+const Liveness = Type.Object({ status: Type.Literal('live') })
+const Readiness = Type.Object({
+  status: Type.Union([Type.Literal('ready'), Type.Literal('not ready')]),
+  checks: Type.Record(Type.String(), CheckResultSchema, { description: 'every check by name; ready when all are ok' }),
+})
+type ReadinessBody = Static<typeof Readiness>
 
 export interface Health {
   /** A named condition that must hold for the role to take traffic. */
@@ -28,9 +40,12 @@ export const healthPlugin = fp(async (fastify) => {
   fastify.decorate('health', health)
   fastify.addHook('preClose', async () => { closing = true })
 
-  fastify.get('/health/live', { logLevel: 'warn' }, async () => ({ status: 'live' }))
-  fastify.get('/health/ready', { logLevel: 'warn' }, async (_request, reply) => {
-    const { ready, checks: results } = health.readiness()
-    return reply.code(ready ? 200 : 503).send({ status: ready ? 'ready' : 'not ready', checks: results })
-  })
+  fastify.get('/health/live', { logLevel: 'warn', schema: { response: { 200: Liveness } } },
+    async (): Promise<Static<typeof Liveness>> => ({ status: 'live' }))
+  fastify.get('/health/ready', { logLevel: 'warn', schema: { response: { 200: Readiness, 503: Readiness } } },
+    async (_request, reply) => {
+      const { ready, checks: results } = health.readiness()
+      const body: ReadinessBody = { status: ready ? 'ready' : 'not ready', checks: results }
+      return reply.code(ready ? 200 : 503).send(body)
+    })
 }, { name: 'pagestream-health' })

@@ -1,3 +1,5 @@
+import { type Static, Type } from '@sinclair/typebox'
+
 /** An error whose status, message and headers are meant for the client. */
 export class HttpError extends Error {
   constructor (
@@ -10,12 +12,10 @@ export class HttpError extends Error {
   }
 }
 
-export const ErrorResponse = {
-  type: 'object',
-  properties: {
-    statusCode: { type: 'integer' },
-    error: { type: 'string' },
-    message: { type: 'string' },
-  },
-  required: ['statusCode', 'error', 'message'],
-} as const
+/** Every 4xx and 5xx body of every role: the status, its reason phrase and what went wrong. */
+export const ErrorResponse = Type.Object({
+  statusCode: Type.Integer(),
+  error: Type.String({ description: 'the reason phrase of the status' }),
+  message: Type.String({ description: 'what was wrong, naming the field or setting; 5xx details stay in the log' }),
+})
+export type ErrorBody = Static<typeof ErrorResponse>

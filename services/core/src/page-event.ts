@@ -75,6 +75,22 @@ export function parsePageEvent (input: unknown): PageEvent {
   return { name: input.name, user: input.user, date: new Date(epochMs).toISOString(), duration: input.duration }
 }
 
+/**
+ * Problems of configured page or user names (a supplier's pages, a producer's users) that no PageEvent could
+ * carry, each naming the variable; the PageEvent contract itself decides.
+ */
+export function pageEventNameProblems (variable: string, field: 'name' | 'user', values: readonly string[]): string[] {
+  return values.flatMap((value) => {
+    try {
+      parsePageEvent({ name: 'page', user: 'user', date: 0, duration: 0, [field]: value })
+      return []
+    } catch (err) {
+      if (!(err instanceof InvalidPageEventError)) throw err
+      return [`${variable}: ${err.reason}`]
+    }
+  })
+}
+
 /** Date.parse rolls 2023-02-30 over to March 2nd; the written fields must name a real date and time. */
 function isCalendarDate (iso: string): boolean {
   const [year, month, day, hour, minute, second] = [0, 5, 8, 11, 14, 17].map((at, i) => Number(iso.slice(at, at + (i === 0 ? 4 : 2))))

@@ -6,7 +6,7 @@ import type { FastifySchemaValidationError } from 'fastify/types/schema.js'
 import { type CommonConfig, ConfigError, loadConfig } from './config.js'
 import { connectionDrain } from './connection-drain.js'
 import { healthPlugin } from './health.js'
-import { HttpError } from './http-error.js'
+import { type ErrorBody, HttpError } from './http-error.js'
 import { kafkaPlugin } from './kafka-plugin.js'
 import { loggerOptions } from './logger.js'
 import { metricsPlugin } from './metrics.js'
@@ -18,6 +18,8 @@ export interface Role<P extends TProperties> {
   name: string
   description: string
   config: P
+  /** The role's own rules across its variables: throws a ConfigError naming them, before any connection. */
+  check?: (config: StaticDecode<TObject<P>>) => void
   app: FastifyPluginAsync<{ config: StaticDecode<TObject<P>> }>
 }
 
@@ -29,6 +31,7 @@ export async function createService<P extends TProperties> (
   config: StaticDecode<TObject<P>> & CommonConfig,
   options: { logger?: boolean } = {},
 ): Promise<FastifyInstance> {
+  role.check?.(config)
   const fastify = serviceInstance(config, options)
   await registerRole(fastify, role, config)
   return fastify
@@ -54,20 +57,20 @@ function serviceInstance (config: CommonConfig, options: { logger?: boolean }): 
     const status = error.statusCode ?? 500
     if (error instanceof HttpError) {
       if (status >= 500) request.log.warn({ err: error }, 'request refused')
-      return reply.code(status).headers(error.headers).send({ statusCode: status, error: reasonPhrase(status), message: error.message })
+      return reply.code(status).headers(error.headers).send(errorBody(status, error.message))
     }
     if (error.code === 'FST_ERR_CTP_INVALID_MEDIA_TYPE') {
       const type = request.headers['content-type'] ?? 'none'
-      return reply.code(415).send({ statusCode: 415, error: reasonPhrase(415), message: `content-type ${type} is not supported; send application/json` })
+      return reply.code(415).send(errorBody(415, `content-type ${type} is not supported; send application/json`))
     }
     if (status >= 500) {
       request.log.error({ err: error }, 'request failed')
-      return reply.code(status).send({ statusCode: status, error: reasonPhrase(status), message: 'internal error' })
+      return reply.code(status).send(errorBody(status, 'internal error'))
     }
-    return reply.code(status).send({ statusCode: status, error: reasonPhrase(status), message: error.message })
+    return reply.code(status).send(errorBody(status, error.message))
   })
   fastify.setNotFoundHandler((request, reply) => {
-    return reply.code(404).send({ statusCode: 404, error: 'Not Found', message: `no route ${request.method} ${request.url.split('?')[0]}` })
+    return reply.code(404).send(errorBody(404, `no route ${request.method} ${request.url.split('?')[0]}`))
   })
 
   // on close, keep-alive clients are told to go (503 or Connection: close) rather than reset mid-request
@@ -126,6 +129,10 @@ function reasonPhrase (status: number): string {
   return REASONS[status] ?? (status >= 500 ? 'Server Error' : 'Client Error')
 }
 
+function errorBody (statusCode: number, message: string): ErrorBody {
+  return { statusCode, error: reasonPhrase(statusCode), message }
+}
+
 /** `--help`: the role and every variable of its schema with its default, generated from the schema. */
 export function helpText<P extends TProperties> (role: Role<P>): string {
   const lines = [`pagestream ${role.name}: ${role.description}`, '', 'Configuration (environment variables):']
@@ -145,6 +152,7 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
   let config: StaticDecode<TObject<P>> & CommonConfig
   try {
     config = loadConfig(role.config) as StaticDecode<TObject<P>> & CommonConfig
+    role.check?.(config)
   } catch (err) {
     if (!(err instanceof ConfigError)) throw err
     process.stderr.write(`pagestream ${role.name}: ${err.message}\n`)

@@ -1,3 +1,4 @@
+import { fileURLToPath } from 'node:url'
 import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import { ConfigError, TopicName, commonConfig, loadConfig } from '@pagestream/core'
@@ -46,4 +47,29 @@ t.test('topic-name variables take only names Kafka accepts', async (t) => {
   const error = t.throws(() => loadConfig(topics, { IN: 'bad$name', LATE: 'x y' })) as ConfigError
   t.match(error.message, /IN: must be a Kafka topic name: 1 to 249 ASCII letters, digits/)
   t.match(error.message, /LATE: must be a Kafka topic name/)
+})
+
+t.test('a CA file must be readable; HTTP_TRUST_PROXY takes only addresses Fastify takes', async (t) => {
+  const missing = t.throws(() => loadConfig(schema, { KAFKA_SSL_CA_LOCATION: '/nonexistent/ca.pem' })) as ConfigError
+  const here = fileURLToPath(import.meta.url)
+  t.match(missing.message, /KAFKA_SSL_CA_LOCATION: must be a readable PEM file \(got "\/nonexistent\/ca.pem"\)/)
+  t.equal(loadConfig(schema, { KAFKA_SSL_CA_LOCATION: here }).KAFKA_SSL_CA_LOCATION, here)
+  for (const setting of ['true', 'false', 'loopback, uniquelocal', '10.0.0.1', '10.0.0.0/8,fd00::/8',
+    '192.168.0.0/255.255.0.0', '::1']) {
+    t.equal(loadConfig(schema, { HTTP_TRUST_PROXY: setting }).HTTP_TRUST_PROXY, setting, `"${setting}" is taken`)
+  }
+  // "2" reads as a hop count to people, but Fastify would take it for the address 0.0.0.2
+  for (const setting of ['proxy.example', '10.0.0.0/0', '10.0.0.0/33', '::1/129', '10.0.0.1/8/8', '2']) {
+    const error = t.throws(() => loadConfig(schema, { HTTP_TRUST_PROXY: setting })) as ConfigError
+    t.match(error.message, `HTTP_TRUST_PROXY: must be empty, true, or addresses/CIDRs`, `"${setting}" is refused`)
+  }
+})
+
+t.test('an integer is written in decimal digits: "5e3" is not read as 5, nor "0x10" as 16', async (t) => {
+  t.equal(loadConfig(schema, { BATCH_MAX: ' +250 ' }).BATCH_MAX, 250)
+  for (const written of ['5e3', '0x10', '5.0', '1_000']) {
+    const error = t.throws(() => loadConfig(schema, { BATCH_MAX: written })) as ConfigError
+    const problem = `BATCH_MAX: must be an integer >= 1 (got "${written}")`
+    t.same(error.problems, [problem], `"${written}" is refused as written`)
+  }
 })

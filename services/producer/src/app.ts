@@ -1,13 +1,16 @@
 import rateLimit from '@fastify/rate-limit'
 import { Type } from '@sinclair/typebox'
-import { CsvList, type Role, allowCrossOrigin, commonConfig, corsConfig, producerProperties } from '@pagestream/core'
+import {
+  ConfigError, CsvList, ROLE_PORTS, type Role, allowCrossOrigin, commonConfig, corsConfig, pageEventNameProblems,
+  producerProperties,
+} from '@pagestream/core'
 import { acceptJsonOnly } from './json-body.js'
 import { Publisher } from './publisher.js'
 import { publishRoutes } from './routes.js'
 import { TopicPolicy } from './topic-policy.js'
 
 const config = {
-  ...commonConfig('producer', 8081),
+  ...commonConfig('producer', ROLE_PORTS.producer),
   ...corsConfig(),
   PRODUCER_TOPICS: CsvList({ default: 'R1,R2', description: 'topics HTTP clients may publish to (created at start-up)' }),
   PRODUCER_USERS: CsvList({ default: 'U1,U2', description: 'users GET /publish picks from at random' }),
@@ -22,6 +25,14 @@ export const role: Role<typeof config> = {
   name: 'producer',
   description: 'publishes PageEvents from HTTP (GET /publish/:topic/:name, POST /events/:topic)',
   config,
+  check: (config) => {
+    const problems = [
+      ...TopicPolicy.allowListProblems(config.PRODUCER_TOPICS),
+      // GET /publish picks its user from the list: a user no PageEvent can carry would fail every request
+      ...pageEventNameProblems('PRODUCER_USERS', 'user', config.PRODUCER_USERS),
+    ]
+    if (problems.length > 0) throw new ConfigError(problems)
+  },
   app: async (fastify, { config }) => {
     const policy = new TopicPolicy(config.PRODUCER_TOPICS)
     await fastify.kafka.ensureTopics(policy.topics.map((topic) => ({ topic })))

@@ -1,9 +1,16 @@
 import { randomUUID } from 'node:crypto'
+import { type Static, Type } from '@sinclair/typebox'
 import { HttpError, type KafkaContext, type PageEvent, type Producer, pageEventMessage } from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 
-export interface PublishedEvent { eventId: string, partition: number, offset: string }
+/** Where the broker put one event: what POST /events answers per event. */
+export const PublishedEventSchema = Type.Object({
+  eventId: Type.String({ description: 'the event-id header of the record' }),
+  partition: Type.Integer(),
+  offset: Type.String({ description: 'a string, as offsets outgrow JavaScript numbers' }),
+})
+export type PublishedEvent = Static<typeof PublishedEventSchema>
 
 const RETRY_AFTER_SECONDS = '5'
 

@@ -4,7 +4,7 @@ import { ErrorResponse, PageEventInputSchema, PageEventSchema, type PageEvent } 
 import type { FastifyPluginAsync } from 'fastify'
 import type { FastifyRouteSchemaDef } from 'fastify/types/schema.js'
 import { eventBodyCheck, labEvent } from './event-body.js'
-import type { Publisher } from './publisher.js'
+import { type Publisher, PublishedEventSchema } from './publisher.js'
 import type { TopicPolicy } from './topic-policy.js'
 
 export interface PublishRoutesOptions {
@@ -16,11 +16,6 @@ export interface PublishRoutesOptions {
 }
 
 const TopicParam = Type.String({ description: 'topic to publish to; must be on the allow-list' })
-const Published = Type.Object({
-  eventId: Type.String(),
-  partition: Type.Integer(),
-  offset: Type.String(),
-})
 const errors = Object.fromEntries([400, 403, 413, 415, 429, 503].map((status) => [status, ErrorResponse]))
 
 /** Where events enter pagestream over HTTP. */
@@ -56,7 +51,7 @@ export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (ba
         PageEventInputSchema,
         Type.Array(PageEventInputSchema, { minItems: 1, maxItems: options.maxBatch, description: `1 to ${options.maxBatch} PageEvents` }),
       ], { description: 'a PageEvent or an array of them' }),
-      response: { 200: Type.Object({ topic: Type.String(), results: Type.Array(Published) }), ...errors },
+      response: { 200: Type.Object({ topic: Type.String(), results: Type.Array(PublishedEventSchema) }), ...errors },
     },
   }, async (request) => {
     // eventBodyCheck replaced the body by the parsed events

@@ -1,14 +1,20 @@
-import { HttpError, isInternalTopic, topicNameProblem } from '@pagestream/core'
+import { ConfigError, HttpError, isInternalTopic, topicNameProblem } from '@pagestream/core'
 
 /** Decides whether HTTP clients may publish to a topic: legal, not internal, on the allow-list. */
 export class TopicPolicy {
   readonly #allowed: ReadonlySet<string>
 
-  constructor (allowList: readonly string[]) {
-    for (const topic of allowList) {
+  /** What is wrong with an allow-list (PRODUCER_TOPICS): topics that may not be published to. */
+  static allowListProblems (allowList: readonly string[]): string[] {
+    return allowList.flatMap((topic) => {
       const problem = topicNameProblem(topic) ?? (isInternalTopic(topic) ? 'internal topics cannot be published to' : null)
-      if (problem !== null) throw new Error(`PRODUCER_TOPICS: "${topic}" is refused: ${problem}`)
-    }
+      return problem === null ? [] : [`PRODUCER_TOPICS: "${topic}" is refused: ${problem}`]
+    })
+  }
+
+  constructor (allowList: readonly string[]) {
+    const problems = TopicPolicy.allowListProblems(allowList)
+    if (problems.length > 0) throw new ConfigError(problems)
     this.#allowed = new Set(allowList)
   }
 

@@ -1,10 +1,12 @@
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from '@sinclair/typebox'
-import { CsvList, type Role, TopicName, commonConfig, producerProperties } from '@pagestream/core'
-import { SupplyLoop, labEventSource } from './supply-loop.js'
+import {
+  ConfigError, CsvList, ROLE_PORTS, type Role, TopicName, commonConfig, pageEventNameProblems, producerProperties,
+} from '@pagestream/core'
+import { SupplyLoop, SupplyStatusSchema, labEventSource } from './supply-loop.js'
 
 const config = {
-  ...commonConfig('supplier', 8082),
+  ...commonConfig('supplier', ROLE_PORTS.supplier),
   SUPPLIER_TOPIC: TopicName('R2', 'topic the random events go to'),
   SUPPLIER_INTERVAL_MS: Type.Integer({
     minimum: 1, default: 100, description: 'one event every this many milliseconds',
@@ -12,26 +14,25 @@ const config = {
   SUPPLIER_PAGES: CsvList({ default: 'P1,P2', description: 'pages to pick from (the lab dashboard plots P1 and P2)' }),
   SUPPLIER_USERS: CsvList({ default: 'U1,U2', description: 'users to pick from' }),
   SUPPLIER_MAX_DURATION_MS: Type.Integer({
-    minimum: 1, default: 10_000, description: 'durations are random below this',
+    // crypto.randomInt's limit
+    minimum: 1, maximum: 2 ** 48 - 1, default: 10_000, description: 'durations are random below this',
   }),
   SUPPLIER_AUTOSTART: Type.Boolean({
     default: true, description: 'start supplying at start-up (else wait for POST /supplier/resume)',
   }),
 }
 
-const Status = Type.Object({
-  running: Type.Boolean(),
-  intervalMs: Type.Integer(),
-  sent: Type.Integer(),
-  failed: Type.Integer(),
-  skipped: Type.Integer({ description: 'ticks given up after the loop fell more than a second behind' }),
-  at: Type.Number({ description: "the supplier's monotonic clock (ms) when the status was taken" }),
-})
-
 export const role: Role<typeof config> = {
   name: 'supplier',
   description: 'sends a random PageEvent to a topic at a steady rate; pause, resume and re-rate over HTTP',
   config,
+  check: (config) => {
+    const problems = [
+      ...pageEventNameProblems('SUPPLIER_PAGES', 'name', config.SUPPLIER_PAGES),
+      ...pageEventNameProblems('SUPPLIER_USERS', 'user', config.SUPPLIER_USERS),
+    ]
+    if (problems.length > 0) throw new ConfigError(problems)
+  },
   app: async (base, { config }) => {
     const fastify = base.withTypeProvider<TypeBoxTypeProvider>()
     await fastify.kafka.ensureTopics([{ topic: config.SUPPLIER_TOPIC }])
@@ -47,8 +48,8 @@ export const role: Role<typeof config> = {
       await producer.disconnect()
     })
 
-    fastify.get('/supplier', { schema: { response: { 200: Status } } }, async () => loop.status)
-    const answersStatus = { schema: { response: { 200: Status } } }
+    const answersStatus = { schema: { response: { 200: SupplyStatusSchema } } }
+    fastify.get('/supplier', answersStatus, async () => loop.status)
     fastify.post('/supplier/pause', answersStatus, async () => { loop.pause(); return loop.status })
     fastify.post('/supplier/resume', answersStatus, async () => { loop.resume(); return loop.status })
     fastify.put('/supplier/rate', {
@@ -58,7 +59,7 @@ export const role: Role<typeof config> = {
             minimum: 1, maximum: 3_600_000, description: 'milliseconds between events, 1 to 3600000',
           }),
         }),
-        response: { 200: Status },
+        response: { 200: SupplyStatusSchema },
       },
     }, async (request) => { loop.setInterval(request.body.intervalMs); return loop.status })
   },

@@ -1,17 +1,19 @@
+import { type Static, Type } from '@sinclair/typebox'
 import { type PageEvent, type Producer, pageEventMessage, randomPageEvent } from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 
-export interface SupplyStatus {
-  running: boolean
-  intervalMs: number
-  sent: number
-  failed: number
-  /** Ticks given up after a stall longer than a second (a suspended laptop must not flood the topic). */
-  skipped: number
-  /** performance.now() of the supplier when this status was taken, so rates can be measured on its clock. */
-  at: number
-}
+export const SupplyStatusSchema = Type.Object({
+  running: Type.Boolean(),
+  intervalMs: Type.Integer(),
+  sent: Type.Integer(),
+  failed: Type.Integer(),
+  // a suspended laptop must not flood the topic when it wakes
+  skipped: Type.Integer({ description: 'ticks given up after the loop fell more than a second behind' }),
+  // performance.now(), so rates can be measured on the supplier's clock
+  at: Type.Number({ description: "the supplier's monotonic clock (ms) when the status was taken" }),
+})
+export type SupplyStatus = Static<typeof SupplyStatusSchema>
 
 /** Past this lag behind schedule, missed ticks are skipped instead of sent back to back. */
 const MAX_CATCH_UP_MS = 1_000

@@ -1,20 +1,21 @@
 import t from 'tap'
 import { parsePageEvent } from '@pagestream/core'
 import { type RunningRole, deleteTopics, readTopic, startRole, uniqueName, waitFor } from '@pagestream/test-kit'
+import type { SupplyStatus } from '../src/supply-loop.js'
 
-interface Status { running: boolean, intervalMs: number, sent: number, failed: number, skipped: number, at: number }
-
-async function status (supplier: RunningRole, method = 'GET', path = '/supplier', body?: unknown): Promise<Status> {
+async function status (
+  supplier: RunningRole, method = 'GET', path = '/supplier', body?: unknown
+): Promise<SupplyStatus> {
   const response = await fetch(`${supplier.url}${path}`, {
     method,
     headers: body === undefined ? {} : { 'content-type': 'application/json' },
     body: body === undefined ? undefined : JSON.stringify(body),
   })
-  return await response.json() as Status
+  return await response.json() as SupplyStatus
 }
 
 /** The status once a paused supplier's last sends were answered (no change over 300 ms). */
-function settledStatus (supplier: RunningRole): Promise<Status> {
+function settledStatus (supplier: RunningRole): Promise<SupplyStatus> {
   return waitFor('in-flight sends to settle', async () => {
     const before = await status(supplier)
     await new Promise((resolve) => setTimeout(resolve, 300))

@@ -1,10 +1,12 @@
 import { Type, type Static, type StaticDecode, type TObject } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import { type Role, TopicName, commonConfig, deadLetterTopic, replicaInstanceId, streamTaskMetrics } from '@pagestream/core'
+import {
+  ROLE_PORTS, type Role, TopicName, commonConfig, deadLetterTopic, replicaInstanceId, streamTaskMetrics,
+} from '@pagestream/core'
 import { transformProcessor } from './processor.js'
 
 const config = {
-  ...commonConfig('transformer', 8084),
+  ...commonConfig('transformer', ROLE_PORTS.transformer),
   TRANSFORMER_INPUT_TOPIC: TopicName('R1', 'topic of PageEvents to transform'),
   TRANSFORMER_OUTPUT_TOPIC: TopicName('R3', 'topic the transformed PageEvents are written to'),
   TRANSFORMER_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-transformer', description: 'consumer group of the transformer replicas' }),
