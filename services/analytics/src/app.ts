@@ -8,7 +8,7 @@ import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
 import { WindowProcessor } from './processor.js'
 import { ensureRepartitionTopic, repartitionStage, repartitionTopic } from './repartition.js'
-import { TimeSourceSchema, windowSpec } from './windows.js'
+import { TimeSourceSchema, windowSpec } from './window-geometry.js'
 
 const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
 

@@ -6,7 +6,7 @@ import { Counter, type Registry } from 'prom-client'
 import { SseHub } from './sse.js'
 import { AnalyticsView } from './view.js'
 import { ViewFeed } from './view-feed.js'
-import { WindowRecordSchema } from './windows.js'
+import { WindowRecordSchema } from './window-record.js'
 
 export interface LiveOptions {
   admin: Admin

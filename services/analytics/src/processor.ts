@@ -10,8 +10,10 @@ import type { KafkaJS } from '@confluentinc/kafka-javascript'
 import { labCountMessage } from './lab-compat.js'
 import { PartitionReader } from './partition-reader.js'
 import { SerialQueue } from './serial-queue.js'
-import { PartitionWindows, STREAM_TIME_KEY } from './window-store.js'
-import { type TimeSource, type WindowSpec, encodeWindowState, windowKey, windowRecord } from './windows.js'
+import { streamTimeRecord, windowTombstone, windowUpdate } from './changelog.js'
+import { PartitionWindows } from './window-store.js'
+import type { TimeSource, WindowSpec } from './window-geometry.js'
+import { windowRecord } from './window-record.js'
 
 export interface ProcessorTopics {
   input: string
@@ -472,15 +474,14 @@ export class WindowProcessor {
       for (const window of updated) {
         output.push({ key: window.page, value: JSON.stringify(windowRecord(window, false)) })
         if (topics.compat !== undefined) compat.push(labCountMessage(window, false))
-        changelog.push({ key: windowKey(window.page, window.start), value: encodeWindowState(window), partition })
+        changelog.push(windowUpdate(window, partition))
       }
       for (const window of closed) {
         output.push({ key: window.page, value: JSON.stringify(windowRecord(window, true)) })
         if (topics.compat !== undefined) compat.push(labCountMessage(window, true))
-        // the window is final: prune it from the changelog so compaction drops it
-        changelog.push({ key: windowKey(window.page, window.start), value: null, partition })
+        changelog.push(windowTombstone(window, partition))
       }
-      if (streamTime !== undefined) changelog.push({ key: STREAM_TIME_KEY, value: String(streamTime), partition })
+      if (streamTime !== undefined) changelog.push(streamTimeRecord(streamTime, partition))
       for (const { topic, message } of owned.side) side.set(topic, [...(side.get(topic) ?? []), message])
       if (owned.nextOffset !== undefined) offsets.push({ partition, offset: owned.nextOffset })
     }

@@ -4,7 +4,7 @@ import {
   type Admin, type BatchFunction, type BatchResult, type KafkaClient, InvalidPageEventError, StreamTask,
   deadLetterMessage, decodePageEvent, streamTaskMetrics,
 } from '@pagestream/core'
-import { ensureCopartitioned } from './changelog.js'
+import { ensureCopartitioned } from './copartitioned.js'
 
 /** The internal topic the windowing stage reads: the input re-keyed by page. */
 export function repartitionTopic (groupId: string): string {

@@ -1,4 +1,5 @@
-import { type WindowRecord, slicesOf } from './windows.js'
+import { slicesOf } from './window-geometry.js'
+import type { WindowRecord } from './window-record.js'
 
 interface HeldWindow {
   /** What the view shows: the latest update, the final, or the sum of several writers' finals. */

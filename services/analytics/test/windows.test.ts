@@ -1,12 +1,12 @@
 import t from 'tap'
-import { PartitionWindows, STREAM_TIME_KEY } from '../src/window-store.js'
+import { PartitionWindows } from '../src/window-store.js'
 import { AnalyticsView } from '../src/view.js'
 import { SerialQueue } from '../src/serial-queue.js'
 import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from '@pagestream/core'
-import {
-  type WindowSpec, WindowRecordSchema, decodeWindowState, emptyWindow, encodeWindowState, isClosed, windowRecord, windowSpec, windowStartsFor,
-} from '../src/windows.js'
+import { STREAM_TIME_KEY, decodeWindowState, encodeWindowState } from '../src/changelog.js'
+import { type WindowSpec, emptyWindow, isClosed, windowSpec, windowStartsFor } from '../src/window-geometry.js'
+import { WindowRecordSchema, windowRecord } from '../src/window-record.js'
 
 const tumbling = { sizeMs: 5000, advanceMs: 5000, graceMs: 1000, sliceMs: 1000 }
 const hopping = { sizeMs: 10_000, advanceMs: 5000, graceMs: 0, sliceMs: 1000 }
@@ -38,6 +38,17 @@ t.test('window state survives the changelog encoding, user set and slices includ
     sliceMs: 1000, sliceCounts: [1, 0, 0, 2, 0], sliceDurationSums: [5, 0, 0, 25, 0],
   }, 'the R4 value keeps every field it had and adds the slices')
   t.ok(Value.Check(WindowRecordSchema, record))
+})
+
+t.test('a changelog value is validated, not cast: one that is not a window state throws, naming the problem', async (t) => {
+  const windows = new PartitionWindows(tumbling, 100)
+  const value = { page: 'p', start: 0, end: 5000, count: 1, durationSum: 1, users: ['a'], longViews: 0 }
+  t.throws(() => { decodeWindowState(JSON.stringify({ ...value, users: 'a' })) }, /not a window state: \/users/)
+  t.throws(() => { windows.restore('p|0', JSON.stringify({ ...value, count: -1 })) }, /changelog record p\|0: .*\/count/)
+  t.throws(() => { windows.restore(STREAM_TIME_KEY, 'soon') }, /not a stream time/)
+  t.equal(windows.windows.size, 0, 'nothing half restored')
+  windows.restore('p|0', JSON.stringify(value))
+  t.equal(windows.windows.get('p|0')?.count, 1)
 })
 
 t.test('a changelog value or R4 record from before slices reads as one slice: the whole window', async (t) => {
