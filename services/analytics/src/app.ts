@@ -149,7 +149,6 @@ export const role: Role<typeof config> = {
       connection,
       metrics: fastify.metrics,
       outputTopic: topics.output,
-      spec,
       retentionMs: config.VIEW_RETENTION_MS,
       countSpanMs: config.ROLLING_COUNT_SPAN_MS,
       durationSpanMs: config.ROLLING_DURATION_SPAN_MS,
