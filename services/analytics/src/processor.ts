@@ -142,9 +142,9 @@ export class WindowProcessor implements PartitionState {
   async restore (partitions: number[]): Promise<void> {
     const started = performance.now()
     const { spec, longViewThresholdMs, topics } = this.#options
-    const restored = new Map(partitions.map((partition) => [partition, new PartitionWindows(spec, longViewThresholdMs)]))
-    const records = await this.#reader!.readToEnd(topics.changelog, partitions, (record) => {
-      if (record.key !== null) restored.get(record.partition)?.restore(record.key, record.value?.toString('utf8') ?? null)
+    const restored = new Map(partitions.map((p) => [p, new PartitionWindows(spec, longViewThresholdMs)]))
+    const records = await this.#reader!.readToEnd(topics.changelog, partitions, ({ partition, key, value }) => {
+      if (key !== null) restored.get(partition)?.restore(key, value?.toString('utf8') ?? null)
     })
     for (const [partition, windows] of restored) this.#owned.set(partition, { windows, side: [] })
     const ms = performance.now() - started

@@ -1,5 +1,5 @@
 import { Counter, Histogram, type Registry } from 'prom-client'
-import type { StreamTaskObserver } from './stream-task.js'
+import type { StreamTaskObserver } from './stream-task-types.js'
 
 export interface StreamTaskMetricNames {
   /** Prefix of every name: `pagestream_transformer`, `analytics_repartition`. */

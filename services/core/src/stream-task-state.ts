@@ -1,5 +1,5 @@
 import type { KafkaMessage } from './kafka.js'
-import type { OutgoingRecord } from './stream-task.js'
+import type { OutgoingRecord } from './stream-task-types.js'
 
 /** Records for one topic, in the order they are to be written. */
 export interface TopicRecords { topic: string, messages: OutgoingRecord[] }
