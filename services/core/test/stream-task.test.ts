@@ -78,12 +78,11 @@ async function outputValues (topic: string, count: number): Promise<{ values: st
 
 const sorted = (items: Array<{ value: string }>) => items.map((r) => r.value).sort()
 
-t.test('a failed transaction is aborted and its batch rewound to the committed offset: each record once', async (t) => {
-  const topics = await pipeline(t, 'task-rewind')
+/** A client whose producers' first `count` commits fail (injected), after the transaction's records were written. */
+function failingCommits (count: number): KafkaClient {
   const real = testKafka()
-  let failures = 2
-  // commits fail twice (injected), after the records of the transaction were written
-  const client = {
+  let failures = count
+  return {
     producer: (config: Parameters<KafkaClient['producer']>[0]) => {
       const producer = real.producer(config)
       const commit = producer.commit.bind(producer)
@@ -98,6 +97,12 @@ t.test('a failed transaction is aborted and its batch rewound to the committed o
     },
     consumer: real.consumer.bind(real),
   } as unknown as KafkaClient
+}
+
+t.test('a failed transaction is aborted and its batch rewound to the committed offset: each record once', async (t) => {
+  const topics = await pipeline(t, 'task-rewind')
+  // commits fail twice (injected), after the records of the transaction were written
+  const client = failingCommits(2)
   const { log, lines } = capturingLog()
   const task = startTask(t, topics, client, log)
   await task.start()
@@ -292,23 +297,7 @@ async function committedSum (topic: string): Promise<number> {
 
 t.test('stateful task: restore hook on assignment, several outputs per commit, a failed commit rewinds', async (t) => {
   const topics = await statefulPipeline(t, 'task-state')
-  const real = testKafka()
-  let failures = 1
-  const client = {
-    producer: (config: Parameters<KafkaClient['producer']>[0]) => {
-      const producer = real.producer(config)
-      const commit = producer.commit.bind(producer)
-      producer.commit = async () => {
-        if (failures > 0) {
-          failures -= 1
-          throw new Error('commit failed (injected)')
-        }
-        return commit()
-      }
-      return producer
-    },
-    consumer: real.consumer.bind(real),
-  } as unknown as KafkaClient
+  const client = failingCommits(1)
   const { state, calls } = summingState(topics)
   const task = startStatefulTask(t, topics, client, state)
   await task.start()
