@@ -1,7 +1,6 @@
 import t from 'tap'
 import { PartitionWindows } from '../src/window-store.js'
 import { AnalyticsView } from '../src/view.js'
-import { SerialQueue } from '../src/serial-queue.js'
 import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from '@pagestream/core'
 import { STREAM_TIME_KEY, decodeWindowState, encodeWindowState } from '../src/changelog.js'
@@ -314,16 +313,4 @@ t.test('window spec: the slice must divide size and advance, the spans must be w
   t.same(problems({ WINDOW_SIZE_MS: 3_600_000, WINDOW_SLICE_MS: 5000 }), [])
   t.match(problems({ WINDOW_SLICE_MS: 2000, WINDOW_SIZE_MS: 10_000 }), [/^ROLLING_COUNT_SPAN_MS: must be a multiple of WINDOW_SLICE_MS \(2000\)/])
   t.match(problems({ ROLLING_DURATION_SPAN_MS: 30_500 }), [/^ROLLING_DURATION_SPAN_MS: must be a multiple/])
-})
-
-t.test('the serial queue runs tasks one at a time, in order, past failures', async (t) => {
-  const queue = new SerialQueue()
-  const order: string[] = []
-  const slow = queue.run(async () => { await new Promise((resolve) => setTimeout(resolve, 20)); order.push('slow') })
-  const failing = queue.run(() => { throw new Error('boom') })
-  const fast = queue.run(() => { order.push('fast'); return 1 })
-  await slow
-  await t.rejects(failing, /boom/)
-  t.equal(await fast, 1)
-  t.same(order, ['slow', 'fast'])
 })

@@ -57,7 +57,7 @@ export interface StreamTaskSettings {
   consumerCloseTimeoutMs?: number
   /** Default 'step down'. */
   recovery?: RecoveryPolicy
-  /** The instance id in the task's consumer client.id, so that the group can tell who else uses it ('recover'). */
+  /** The instance id a stood-down task names in its readiness ('recover'; default: the transactional.id). */
   instanceId?: string
   /** Tries of one commit that fails with a retriable error, before the transaction is aborted (default 1). */
   commitAttempts?: number
