@@ -8,7 +8,7 @@ import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
 import { WindowProcessor } from './processor.js'
 import { ensureRepartitionTopic, repartitionStage, repartitionTopic } from './repartition.js'
-import { TimeSourceSchema, windowSpec } from './windows.js'
+import { TimeSourceSchema, windowSpec } from './window-geometry.js'
 
 const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
 
@@ -150,7 +150,6 @@ export const role: Role<typeof config> = {
       connection,
       metrics: fastify.metrics,
       outputTopic: topics.output,
-      spec,
       retentionMs: config.VIEW_RETENTION_MS,
       countSpanMs: config.ROLLING_COUNT_SPAN_MS,
       durationSpanMs: config.ROLLING_DURATION_SPAN_MS,

@@ -1,6 +1,8 @@
-import { setTimeout as sleep } from 'node:timers/promises'
-import ckjs from '@confluentinc/kafka-javascript'
+import { Type, type Static } from '@sinclair/typebox'
+import { Value } from '@sinclair/typebox/value'
 import type { Admin } from '@pagestream/core'
+import { ensureCopartitioned } from './copartitioned.js'
+import { type WindowState, slicesOf } from './window-geometry.js'
 
 /**
  * Compaction never touches the active segment, and by default a segment rolls only after 7 days or
@@ -29,49 +31,86 @@ export async function ensureChangelog (admin: Admin, input: string, changelog: s
   await ensureCopartitioned(admin, input, changelog, replication, CHANGELOG_CONFIG)
 }
 
-/** Creates `topic` with the partition count of `source`, or refuses an existing one whose count differs. */
-export async function ensureCopartitioned (
-  admin: Admin, source: string, topic: string, replication: number, config: Readonly<Record<string, string>> = {},
-): Promise<void> {
-  const partitions = await partitionCount(admin, source)
-  if ((await admin.listTopics()).includes(topic)) {
-    const [existing] = await admin.fetchTopicMetadata({ topics: [topic] })
-    if (existing?.partitions.length !== partitions) {
-      const found = existing?.partitions.length
-      throw new Error(`${topic} has ${found} partitions but ${source} has ${partitions}; they must match`)
-    }
-    return
-  }
-  await admin.createTopics({
-    timeout: 10_000,
-    topics: [{
-      topic,
-      numPartitions: partitions,
-      replicationFactor: replication,
-      configEntries: Object.entries(config).map(([name, value]) => ({ name, value })),
-    }],
-  })
-  // the next reader of its metadata (a consumer, or the changelog made like it) must find it
-  const deadline = Date.now() + 10_000
-  while (!await hasPartitions(admin, topic, partitions) && Date.now() < deadline) await sleep(100)
+/** Changelog key of a partition's stream time; window keys always contain `|`, this one never does. */
+export const STREAM_TIME_KEY = '@stream-time'
+
+/** Changelog key of a window; the value carries page and start again, so the key is never parsed. */
+export function windowKey (page: string, start: number): string {
+  return `${page}|${start}`
 }
 
-/** The partition count of `topic`; one created a moment ago may not be in the metadata yet: wait for it a while. */
-async function partitionCount (admin: Admin, topic: string): Promise<number> {
-  const deadline = Date.now() + 10_000
-  for (;;) {
-    try {
-      const [metadata] = await admin.fetchTopicMetadata({ topics: [topic] })
-      return metadata?.partitions.length ?? 0
-    } catch (err) {
-      const unknown = (err as { code?: number }).code === ckjs.KafkaJS.ErrorCodes.ERR_UNKNOWN_TOPIC_OR_PART
-      if (!unknown || Date.now() > deadline) throw err
-      await sleep(100)
-    }
-  }
+const Whole = Type.Integer({ minimum: 0 })
+/** Changelog value of an open window: its whole state, user set and slices included, so a restore is exact. */
+const WindowStateValue = Type.Object({
+  page: Type.String(),
+  start: Type.Integer(),
+  end: Type.Integer(),
+  count: Whole,
+  durationSum: Whole,
+  users: Type.Array(Type.String()),
+  longViews: Whole,
+  // absent in values written before slices existed
+  sliceMs: Type.Optional(Type.Integer({ minimum: 1 })),
+  sliceCounts: Type.Optional(Type.Array(Whole)),
+  sliceDurationSums: Type.Optional(Type.Array(Whole)),
+})
+type WindowStateValue = Static<typeof WindowStateValue>
+
+/** One record of the changelog, written to the partition of the input partition whose state it holds. */
+export interface ChangelogRecord { key: string, value: string | null, partition: number }
+
+export function encodeWindowState (state: WindowState): string {
+  const value: WindowStateValue = { ...state, users: [...state.users] }
+  return JSON.stringify(value)
 }
 
-async function hasPartitions (admin: Admin, topic: string, partitions: number): Promise<boolean> {
-  const [metadata] = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => [])
-  return metadata?.partitions.length === partitions
+/**
+ * A changelog value back to window state, validated: a value that is not one throws, naming the problem.
+ * A value written before slices existed restores as one slice (the whole window), and the window
+ * goes on counting into that one slice until it closes.
+ */
+export function decodeWindowState (value: string): WindowState {
+  const raw: unknown = JSON.parse(value)
+  if (!Value.Check(WindowStateValue, raw)) {
+    const problem = Value.Errors(WindowStateValue, raw).First()
+    throw new Error(`not a window state: ${problem?.path || '/'} ${problem?.message ?? ''}`.trimEnd())
+  }
+  const { page, start, end, count, durationSum, users, longViews } = raw
+  return { page, start, end, count, durationSum, users: new Set(users), longViews, ...slicesOf(raw, start, end) }
+}
+
+/** An open window's state as of this transaction. */
+export function windowUpdate (window: WindowState, partition: number): ChangelogRecord {
+  return { key: windowKey(window.page, window.start), value: encodeWindowState(window), partition }
+}
+
+/** The window is final: a tombstone prunes it from the changelog, so compaction drops it. */
+export function windowTombstone (window: WindowState, partition: number): ChangelogRecord {
+  return { key: windowKey(window.page, window.start), value: null, partition }
+}
+
+export function streamTimeRecord (streamTime: number, partition: number): ChangelogRecord {
+  return { key: STREAM_TIME_KEY, value: String(streamTime), partition }
+}
+
+/** What one changelog record says about a partition's state. */
+export type ChangelogEntry =
+  | { kind: 'stream time', streamTime: number }
+  | { kind: 'window', key: string, window: WindowState }
+  | { kind: 'pruned', key: string }
+
+/** Reads one changelog record; throws for a value that is not what the processor writes under that key. */
+export function decodeChangelogRecord (key: string, value: string | null): ChangelogEntry | undefined {
+  if (key === STREAM_TIME_KEY) {
+    if (value === null) return undefined
+    const streamTime = Number(value)
+    if (!Number.isSafeInteger(streamTime)) throw new Error(`${key}: not a stream time (got ${value.slice(0, 40)})`)
+    return { kind: 'stream time', streamTime }
+  }
+  if (value === null) return { kind: 'pruned', key }
+  try {
+    return { kind: 'window', key, window: decodeWindowState(value) }
+  } catch (err) {
+    throw new Error(`changelog record ${key}: ${(err as Error).message}`)
+  }
 }

@@ -1,4 +1,4 @@
-import type { WindowState } from './windows.js'
+import type { WindowState } from './window-geometry.js'
 
 /** Headers of a lab-compatible record: the window it counts, which its Long value cannot say. */
 export const LAB_COMPAT_HEADERS = { windowStart: 'window-start', windowEnd: 'window-end', final: 'final' } as const

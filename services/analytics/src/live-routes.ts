@@ -6,14 +6,13 @@ import { Counter, type Registry } from 'prom-client'
 import { SseHub } from './sse.js'
 import { AnalyticsView } from './view.js'
 import { ViewFeed } from './view-feed.js'
-import { WindowRecordSchema } from './windows.js'
+import { WindowRecordSchema } from './window-record.js'
 
 export interface LiveOptions {
   admin: Admin
   connection: Record<string, string>
   metrics: Registry
   outputTopic: string
-  spec: { sizeMs: number, advanceMs: number, sliceMs: number }
   retentionMs: number
   countSpanMs: number
   durationSpanMs: number
@@ -47,7 +46,7 @@ export async function liveRoutes (fastify: FastifyInstance, options: LiveOptions
     help: 'final window records from a second writer of one page-window, summed by the view (none with the hop)',
     registers: [options.metrics],
   })
-  const view = new AnalyticsView(options.spec, options.retentionMs, (page, windowStart, finals) => {
+  const view = new AnalyticsView(options.retentionMs, (page, windowStart, finals) => {
     combinedFinals.inc()
     fastify.log.warn({ page, windowStart, finals },
       'a page-window has finals from several writers; the view sums them (is the input really keyed by page?)')

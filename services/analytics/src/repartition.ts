@@ -4,7 +4,7 @@ import {
   type Admin, type BatchFunction, type BatchResult, type KafkaClient, InvalidPageEventError, StreamTask,
   deadLetterMessage, decodePageEvent, streamTaskMetrics,
 } from '@pagestream/core'
-import { ensureCopartitioned } from './changelog.js'
+import { ensureCopartitioned } from './copartitioned.js'
 
 /** The internal topic the windowing stage reads: the input re-keyed by page. */
 export function repartitionTopic (groupId: string): string {
@@ -60,6 +60,7 @@ export async function ensureRepartitionTopic (
 /**
  * The re-keying stage, as Kafka Streams runs one before a groupBy: input -> repartition topic,
  * one transaction per batch with the input offsets (own consumer group and transactional.id).
+ * Fenced, or its consumer failed, it stands down and recovers as the window processor does.
  */
 export function repartitionStage (settings: RepartitionSettings): StreamTask {
   const { input, output, groupId } = settings
@@ -74,6 +75,9 @@ export function repartitionStage (settings: RepartitionSettings): StreamTask {
     batchSize: 2_000,
     deliveryTimeoutMs: 10_000,
     instanceVariable: 'ANALYTICS_INSTANCE_ID',
+    // one policy for both analytics stages: a twin that lives keeps the stage out, one that died lets it back
+    recovery: 'recover',
+    instanceId: settings.instanceId,
   }, rekeyByPage(output, group), settings.log, streamTaskMetrics(settings.metrics, {
     prefix: 'analytics_repartition',
     verb: 'rekeyed',

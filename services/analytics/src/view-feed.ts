@@ -4,7 +4,7 @@ import type { Admin } from '@pagestream/core'
 import { Value } from '@sinclair/typebox/value'
 import { PartitionReader } from './partition-reader.js'
 import type { AnalyticsView } from './view.js'
-import { WindowRecordSchema } from './windows.js'
+import { WindowRecordSchema } from './window-record.js'
 
 /**
  * Feeds the view from every partition of R4, outside any consumer group, read_committed, starting

@@ -1,4 +1,5 @@
-import { type WindowRecord, slicesOf } from './windows.js'
+import { slicesOf } from './window-geometry.js'
+import type { WindowRecord } from './window-record.js'
 
 interface HeldWindow {
   /** What the view shows: the latest update, the final, or the sum of several writers' finals. */
@@ -7,6 +8,8 @@ interface HeldWindow {
   end: number
   /** The record's sub-totals, or one slice (the whole window) for a record written before slices existed. */
   sliceMs: number
+  /** False for that one slice: it counts whole while any of it lies in the span. */
+  sliced: boolean
   slices: Record<Measure, number[]>
   /** Final records received, one per writer. */
   finals: WindowRecord[]
@@ -55,16 +58,17 @@ function combineFinals (finals: WindowRecord[], start: number, end: number): Win
 
 /**
  * The latest record of every (page, window) read from R4, for every page, so any replica can
- * answer for all of them. Windows older than the retention are pruned, and a page whose windows
+ * answer for all of them. The window geometry (start, end, slices) comes from the records, not from
+ * this replica's window settings: a view-only replica configured otherwise still reads every window. Windows older than the retention are pruned, and a page whose windows
  * are all pruned is forgotten. Each page-window has one writer when the input is repartitioned by
  * page; should a second writer's final arrive anyway (an input wrongly declared keyed by page), the
  * finals are summed, never replaced, and reported to `onCombinedFinals`.
  */
 export class AnalyticsView {
-  readonly #pages = new Map<string, Map<number, HeldWindow>>()
+  /** page -> `start/end` -> window: keyed by both, so windows of two specs (a spec changed) never collide. */
+  readonly #pages = new Map<string, Map<string, HeldWindow>>()
 
   constructor (
-    readonly spec: { sizeMs: number, advanceMs: number, sliceMs: number },
     readonly retentionMs: number,
     private readonly onCombinedFinals: CombinedFinalsListener = () => {},
   ) {}
@@ -79,7 +83,8 @@ export class AnalyticsView {
       windows = new Map()
       this.#pages.set(record.page, windows)
     }
-    const held = windows.get(start)
+    const key = `${start}/${end}`
+    const held = windows.get(key)
     let finals: WindowRecord[] = []
     let shown = record
     if (held !== undefined && held.finals.length > 0) {
@@ -93,7 +98,9 @@ export class AnalyticsView {
     }
     const { sliceMs, sliceCounts, sliceDurationSums } = slicesOf(shown, start, end)
     const slices = { count: sliceCounts, durationSum: sliceDurationSums }
-    windows.set(start, { record: shown, start, end, sliceMs, slices, finals })
+    // slicesOf hands the record's own arrays back when they fit its window
+    const sliced = sliceCounts === shown.sliceCounts
+    windows.set(key, { record: shown, start, end, sliceMs, sliced, slices, finals })
     return true
   }
 
@@ -102,55 +109,49 @@ export class AnalyticsView {
   }
 
   /**
-   * First instant of the rolling span at `now`: the slice holding `now` and the spanMs / sliceMs - 1
-   * slices before it make up the span, so it holds the events dated in [spanStart, now].
+   * Windows of the page that tile the span (now - spanMs, now] without overlapping, newest first:
+   * for each tile, the oldest held window that still reaches the start of the tile after it, taking
+   * its part up to that start. Where no held window reaches, none had an event there: the tiling
+   * goes on from the newest end before it. Whole windows with tumbling windows, or hopping ones whose
+   * size is a multiple of the advance.
    */
-  spanStart (now: number, spanMs: number): number {
-    const { sliceMs } = this.spec
-    return Math.floor(now / sliceMs) * sliceMs - spanMs + sliceMs
+  tiles (page: string, now: number, spanMs: number): Tile[] {
+    return this.#tiles(page, now, spanMs).map(({ held, until }) => ({ start: held.start, until }))
   }
 
-  /**
-   * Windows that tile the span without overlapping: the newest window holding `now`, then, for
-   * each tile, the oldest window that still reaches the start of the tile after it, taking the part
-   * of it up to that start; back to the first tile that reaches into the span. With tumbling windows,
-   * or hopping ones whose size is a multiple of the advance, every tile but the newest is a whole window.
-   */
-  tiles (now: number, spanMs: number): Tile[] {
-    const { sizeMs, advanceMs } = this.spec
-    const from = this.spanStart(now, spanMs)
-    let start = Math.floor(now / advanceMs) * advanceMs
-    const tiles: Tile[] = [{ start, until: start + sizeMs }]
-    while (start > from) {
-      const until = start
-      start = Math.ceil((until - sizeMs) / advanceMs) * advanceMs
-      tiles.push({ start, until })
+  #tiles (page: string, now: number, spanMs: number): Array<{ held: HeldWindow, until: number }> {
+    const windows = [...(this.#pages.get(page)?.values() ?? [])].sort((a, b) => a.start - b.start)
+    const tiles: Array<{ held: HeldWindow, until: number }> = []
+    let until = now + 1
+    while (until > now - spanMs + 1) {
+      const held = windows.find((window) => window.start < until && window.end >= until)
+      if (held !== undefined) {
+        tiles.push({ held, until })
+        until = held.start
+        continue
+      }
+      const gapStart = Math.max(...windows.filter((window) => window.end < until).map((window) => window.end))
+      if (!Number.isFinite(gapStart)) break
+      until = gapStart
     }
     return tiles
   }
 
-  tileStarts (now: number, spanMs: number): number[] {
-    return this.tiles(now, spanMs).map((tile) => tile.start)
-  }
-
   /**
-   * page -> the measure over the span [spanStart, now]: per tile, the sum of the window's slices
-   * that lie in the tile and in the span. Slices sit on multiples of the slice length, and so does
-   * the span start, so a slice is either inside or outside: the total is exact to the slice, with
-   * no guess about how events spread inside a window. A burst reads its full size until it leaves
-   * the span, then 0. A record without slices is one slice and counts whole while it reaches into
-   * the span. Every known page is present, 0 when quiet.
+   * page -> the measure over the span (now - spanMs, now]: per tile, the sum of the window's slices
+   * that lie in the tile and start in the span: the slice holding now and the spanMs / sliceMs - 1
+   * before it, for slices that divide the span. Slices sit on multiples of the slice length, so a
+   * slice is either inside or outside: the total is exact to the slice, with no guess about how
+   * events spread inside a window. A burst reads its full size until it leaves the span, then 0. A
+   * record without slices is one slice and counts whole while it reaches into the span. Every known
+   * page is present, 0 when quiet.
    */
   rolling (now: number, spanMs: number, measure: Measure): Record<string, number> {
-    const from = this.spanStart(now, spanMs)
-    const tiles = this.tiles(now, spanMs)
     const totals: Record<string, number> = {}
     for (const page of this.pages()) {
-      const windows = this.#pages.get(page)!
       let total = 0
-      for (const tile of tiles) {
-        const held = windows.get(tile.start)
-        if (held !== undefined) total += sliceSum(held, measure, Math.max(from, tile.start), Math.min(now + 1, tile.until))
+      for (const { held, until } of this.#tiles(page, now, spanMs)) {
+        total += sliceSum(held, measure, now - spanMs, until)
       }
       totals[page] = total
     }
@@ -170,7 +171,7 @@ export class AnalyticsView {
   prune (now: number): void {
     const horizon = now - this.retentionMs
     for (const [page, windows] of this.#pages) {
-      for (const [start, held] of windows) if (held.end <= horizon) windows.delete(start)
+      for (const [key, held] of windows) if (held.end <= horizon) windows.delete(key)
       if (windows.size === 0) this.#pages.delete(page)
     }
   }
@@ -182,11 +183,15 @@ export class AnalyticsView {
   }
 }
 
-/** Sum of the window's slices that start before `to` and end after `from` (only those are visited). */
-function sliceSum (held: HeldWindow, measure: Measure, from: number, to: number): number {
+/**
+ * Sum of the window's slices that start after `after` and before `before` (only those are visited);
+ * an unsliced window's one slice counts while it ends after `after` + 1.
+ */
+function sliceSum (held: HeldWindow, measure: Measure, after: number, before: number): number {
   const values = held.slices[measure]
-  const first = Math.max(0, Math.floor((from - held.start) / held.sliceMs))
-  const last = Math.min(values.length - 1, Math.ceil((to - held.start) / held.sliceMs) - 1)
+  const from = held.sliced ? after : after - held.sliceMs + 1
+  const first = Math.max(0, Math.floor((from - held.start) / held.sliceMs) + 1)
+  const last = Math.min(values.length - 1, Math.ceil((before - held.start) / held.sliceMs) - 1)
   let sum = 0
   for (let i = first; i <= last; i += 1) sum += values[i]!
   return sum

@@ -1,9 +1,7 @@
 import type { PageEvent } from '@pagestream/core'
 import { eventTime } from '@pagestream/core'
-import { type WindowSpec, type WindowState, decodeWindowState, emptyWindow, isClosed, sliceIndex, windowKey, windowStartsFor } from './windows.js'
-
-/** Changelog key of a partition's stream time; window keys always contain `|`, this one never does. */
-export const STREAM_TIME_KEY = '@stream-time'
+import { decodeChangelogRecord, windowKey } from './changelog.js'
+import { type WindowSpec, type WindowState, emptyWindow, isClosed, sliceIndex, windowStartsFor } from './window-geometry.js'
 
 export interface AddResult {
   /** Windows of the event that had already closed: when > 0 the event is late for them. */
@@ -96,14 +94,12 @@ export class PartitionWindows {
     return this.closeExpired()
   }
 
-  /** Applies one changelog record (null value: the window was pruned). */
+  /** Applies one changelog record (null value: the window was pruned); throws for one that is not valid. */
   restore (key: string, value: string | null): void {
-    if (key === STREAM_TIME_KEY) {
-      if (value !== null) this.streamTime = Number(value)
-      return
-    }
-    if (value === null) this.windows.delete(key)
-    else this.windows.set(key, decodeWindowState(value))
+    const entry = decodeChangelogRecord(key, value)
+    if (entry?.kind === 'stream time') this.streamTime = entry.streamTime
+    else if (entry?.kind === 'pruned') this.windows.delete(entry.key)
+    else if (entry?.kind === 'window') this.windows.set(entry.key, entry.window)
   }
 
   hasPending (): boolean {

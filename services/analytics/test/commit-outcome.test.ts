@@ -4,7 +4,7 @@ import { Registry } from 'prom-client'
 import type { KafkaClient } from '@pagestream/core'
 import { ensureChangelog } from '../src/changelog.js'
 import { WindowProcessor } from '../src/processor.js'
-import { windowSpec } from '../src/windows.js'
+import { windowSpec } from '../src/window-geometry.js'
 import { TEST_BROKERS, type Teardown, faultyClient, waitFor, withAdmin, writeRecords } from '@pagestream/test-kit'
 import { type AnalyticsTopics, analyticsTopics, eventMessage, finalTable, readWindows } from './fixture.js'
 
@@ -63,7 +63,7 @@ t.test('transactions that cannot begin: a new producer each time, not ready afte
   // while a producer is replaced the detail says so; then, before the next try, why it is not ready
   await waitFor('not ready after 3 failed transactions in a row', () => {
     const { ok, detail } = processor.readiness()
-    return !ok && /^3 transactions failed in a row: cannot begin a transaction/.test(detail ?? '')
+    return !ok && /^transactions failing: cannot begin a transaction/.test(detail ?? '')
   }, 30_000, 5)
   t.equal(injected(), 3)
   await waitFor('a transaction to commit', () => processor.readiness().ok, 30_000, 20)

@@ -18,10 +18,9 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
   const topics = await analyticsTopics(t, 'fenced', 2)
   // ANALYTICS_INSTANCE_ID set: static membership (group.instance.id = transactional.id), as in compose;
   // no closing on the clock, so the fenced replica has nothing to commit: only its consumer learns of the fence.
-  // The window processor's recovery alone: a re-keying stage fenced by a live twin steps down for good, like the transformer
+  // Both stages (the re-keying hop and the windows) follow one recovery policy: out while the twin lives, back after
   const env = {
     ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', WINDOW_IDLE_CLOSE_MS: '0', ANALYTICS_INSTANCE_ID: 'same',
-    ANALYTICS_INPUT_PARTITIONED_BY_PAGE: 'true',
   }
   const survivor = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, events(0, 300).map(eventMessage))
@@ -38,11 +37,15 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
   await writeRecords(topics.input, events(300, 300).map(eventMessage))
   await waitFor('the intruder to own both partitions', async () => (await processorReadiness(intruder.url)).detail === 'owns partitions [0,1]', 45_000)
   t.equal((await processorReadiness(survivor.url)).status, 503, 'the fenced replica stays out while the other one lives')
+  await waitFor('its hop to stand down as well', async () =>
+    await metric(survivor.url, /analytics_repartition_stand_downs_total\{[^}]*\} 1\n/), 30_000)
 
   // the intruder dies, as one that fails on a taken port would: its static membership expires after the session timeout
   await intruder.stop('SIGKILL')
   await waitFor('the fenced replica to recover', async () => (await processorReadiness(survivor.url)).detail === 'owns partitions [0,1]', 60_000)
   t.ok(await metric(survivor.url, /analytics_recoveries_total\{[^}]*\} 1\n/), 'the recovery is counted in /metrics')
+  await waitFor('the fenced replica\'s hop to recover too', async () =>
+    await metric(survivor.url, /analytics_repartition_recoveries_total\{[^}]*\} 1\n/), 30_000)
   const flush = PAGES.map((page) => ({ page, user: 'flush', at: T0 + 60_000, duration: 0 }))
   await writeRecords(topics.input, [...events(600, 300), ...flush].map(eventMessage))
 

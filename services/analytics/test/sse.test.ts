@@ -85,6 +85,33 @@ t.test('a burst in one instant reads its exact size on /analytics until it leave
     'the window record carries the per-slice sub-totals')
 })
 
+t.test('a view-only replica with other window settings reads every window: the geometry comes with the R4 records', async (t) => {
+  const topics = await analyticsTopics(t, 'sse-geometry')
+  // the processor writes 1 s windows of 100 ms slices; the view-only replica is set to 30 s windows of 5 s slices
+  await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '60000' })
+  const viewOnly = await startAnalytics(t, {
+    ...topicEnv(topics), ANALYTICS_PROCESSOR: 'false', WINDOW_SIZE_MS: '30000', WINDOW_SLICE_MS: '5000', SSE_INTERVAL_MS: '200',
+  })
+  const base = await listening(viewOnly)
+  const counts = await SseClient.open(`${base}/analytics`)
+  const durations = await SseClient.open(`${base}/analyticsAggregate`)
+  t.teardown(() => { counts.close(); durations.close() })
+
+  const now = Date.now()
+  const recentAt = Math.floor((now - 500) / 1000) * 1000 + 300
+  const older = Array.from({ length: 4 }, (_, i) => ({ page: 'geometry', user: `O${i}`, at: now - 15_000, duration: 1000 }))
+  const recent = Array.from({ length: 7 }, (_, i) => ({ page: 'geometry', user: `R${i}`, at: recentAt, duration: 10 }))
+  await writeRecords(topics.input, [...older, ...recent].map(eventMessage))
+
+  await waitFor('/analytics of the view-only replica to count the 7 recent events', () => counts.latest()?.geometry === 7, 15_000)
+  await waitFor('/analyticsAggregate to sum all 11 durations', () => durations.latest()?.geometry === 4 * 1000 + 7 * 10, 15_000)
+  const from = new Date(now - 20_000).toISOString()
+  const windows = await viewOnly.inject(`/api/pages/geometry/windows?from=${from}&to=${new Date(now).toISOString()}`)
+  const listed = (windows.json() as { windows: Array<{ count: number, windowStart: string, windowEnd: string }> }).windows
+  t.same(listed.map((w) => [w.count, Date.parse(w.windowEnd) - Date.parse(w.windowStart)]), [[4, 1000], [7, 1000]],
+    'the query API lists the 1 s windows as written')
+})
+
 t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, slow clients dropped', async (t) => {
   const topics = await analyticsTopics(t, 'sse-etiquette')
   const fastify = await startAnalytics(t, {

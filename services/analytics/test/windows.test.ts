@@ -1,12 +1,11 @@
 import t from 'tap'
-import { PartitionWindows, STREAM_TIME_KEY } from '../src/window-store.js'
+import { PartitionWindows } from '../src/window-store.js'
 import { AnalyticsView } from '../src/view.js'
-import { SerialQueue } from '../src/serial-queue.js'
 import { Value } from '@sinclair/typebox/value'
 import { ConfigError } from '@pagestream/core'
-import {
-  type WindowSpec, WindowRecordSchema, decodeWindowState, emptyWindow, encodeWindowState, isClosed, windowRecord, windowSpec, windowStartsFor,
-} from '../src/windows.js'
+import { STREAM_TIME_KEY, decodeWindowState, encodeWindowState } from '../src/changelog.js'
+import { type WindowSpec, emptyWindow, isClosed, windowSpec, windowStartsFor } from '../src/window-geometry.js'
+import { WindowRecordSchema, windowRecord } from '../src/window-record.js'
 
 const tumbling = { sizeMs: 5000, advanceMs: 5000, graceMs: 1000, sliceMs: 1000 }
 const hopping = { sizeMs: 10_000, advanceMs: 5000, graceMs: 0, sliceMs: 1000 }
@@ -40,6 +39,17 @@ t.test('window state survives the changelog encoding, user set and slices includ
   t.ok(Value.Check(WindowRecordSchema, record))
 })
 
+t.test('a changelog value is validated, not cast: one that is not a window state throws, naming the problem', async (t) => {
+  const windows = new PartitionWindows(tumbling, 100)
+  const value = { page: 'p', start: 0, end: 5000, count: 1, durationSum: 1, users: ['a'], longViews: 0 }
+  t.throws(() => { decodeWindowState(JSON.stringify({ ...value, users: 'a' })) }, /not a window state: \/users/)
+  t.throws(() => { windows.restore('p|0', JSON.stringify({ ...value, count: -1 })) }, /changelog record p\|0: .*\/count/)
+  t.throws(() => { windows.restore(STREAM_TIME_KEY, 'soon') }, /not a stream time/)
+  t.equal(windows.windows.size, 0, 'nothing half restored')
+  windows.restore('p|0', JSON.stringify(value))
+  t.equal(windows.windows.get('p|0')?.count, 1)
+})
+
 t.test('a changelog value or R4 record from before slices reads as one slice: the whole window', async (t) => {
   const old = JSON.stringify({ page: 'p', start: 5000, end: 10_000, count: 3, durationSum: 30, users: ['a'], longViews: 0 })
   const state = decodeWindowState(old)
@@ -55,7 +65,7 @@ t.test('a changelog value or R4 record from before slices reads as one slice: th
 
   const legacy = { page: 'p', windowStart: new Date(5000).toISOString(), windowEnd: new Date(10_000).toISOString(), count: 3, durationSum: 30, distinctUsers: 1, longViews: 0, final: true }
   t.ok(Value.Check(WindowRecordSchema, legacy), 'an R4 record without slices is still a window record')
-  const view = new AnalyticsView({ sizeMs: 5000, advanceMs: 5000, sliceMs: 1000 }, 60_000)
+  const view = new AnalyticsView(60_000)
   view.apply(legacy)
   t.same(view.rolling(12_000, 5000, 'count'), { p: 3 }, 'it counts whole while it reaches into the span')
   t.same(view.rolling(14_999, 5000, 'count'), { p: 0 }, 'and not once it is out')
@@ -159,18 +169,17 @@ const record = (page: string, start: number, slices: number[], final = false) =>
 })
 
 t.test('view: tiles of the rolling span, totals cut at slice boundaries, zeros for quiet pages, pruning', async (t) => {
-  const view = new AnalyticsView({ sizeMs: 5000, advanceMs: 5000, sliceMs: 1000 }, 60_000)
-  t.equal(view.spanStart(12_500, 5000), 8000, 'the slice holding now and the 4 before it')
-  t.equal(view.spanStart(12_000, 5000), 8000)
-  t.equal(view.spanStart(11_999, 5000), 7000)
-  t.same(view.tileStarts(12_000, 5000), [10_000, 5000], 'tumbling: the current window and the one before')
-  t.same(view.tileStarts(10_000, 5000), [10_000, 5000], 'on a boundary: the window starting at now, and the one before')
-  t.same(view.tileStarts(14_999, 5000), [10_000], 'the span [10 s, 14.999 s] lies in one window')
-  t.same(view.tileStarts(12_000, 30_000), [10_000, 5000, 0, -5000, -10_000, -15_000, -20_000])
+  const view = new AnalyticsView(60_000)
   view.apply(record('a', 5000, [1, 0, 0, 0, 1]))
   view.apply(record('a', 10_000, [2, 1, 0, 0, 0]))
   view.apply(record('a', 0, [7, 0, 0, 0, 0]))
   view.apply(record('b', 0, [0, 0, 0, 0, 1]))
+  const starts = (page: string, now: number, span: number) => view.tiles(page, now, span).map((tile) => tile.start)
+  t.same(starts('a', 12_000, 5000), [10_000, 5000], 'tumbling: the current window and the one before')
+  t.same(starts('a', 10_000, 5000), [10_000, 5000], 'on a boundary: the window starting at now, and the one before')
+  t.same(starts('a', 14_999, 5000), [10_000], 'the span (9.999 s, 14.999 s] starts in one window')
+  t.same(starts('a', 12_000, 30_000), [10_000, 5000, 0], 'no window held before 0 s: no tile')
+  t.same(starts('b', 12_000, 30_000), [0], 'a quiet stretch is skipped to the window before it')
   t.same(view.rolling(10_000, 5000, 'count'), { a: 3, b: 0 }, 'at 10 s: [6 s, 10 s], the slice at 5 s is out')
   t.same(view.rolling(10_999, 5000, 'count'), { a: 3, b: 0 })
   t.same(view.rolling(11_000, 5000, 'count'), { a: 4, b: 0 }, 'at 11 s the slice at 11 s comes in')
@@ -188,10 +197,16 @@ t.test('view: tiles of the rolling span, totals cut at slice boundaries, zeros f
   t.same(view.pages(), ['a'], 'b had only old windows')
   t.equal(view.windowCount, 1)
 
-  const hop = new AnalyticsView({ sizeMs: 5000, advanceMs: 1000, sliceMs: 1000 }, 60_000)
-  t.same(hop.tiles(12_500, 5000), [{ start: 12_000, until: 17_000 }, { start: 7000, until: 12_000 }], 'hopping: tiles that do not overlap, so nothing counts twice')
-  const odd = new AnalyticsView({ sizeMs: 5000, advanceMs: 2000, sliceMs: 1000 }, 60_000)
-  t.same(odd.tiles(12_500, 5000), [{ start: 12_000, until: 17_000 }, { start: 8000, until: 12_000 }],
+  const hop = new AnalyticsView(60_000)
+  const hopping = (view: AnalyticsView, advance: number) => {
+    for (let start = 0; start <= 12_000; start += advance) view.apply(windowRecord(emptyWindow('h', start, start + 5000, 1000), false))
+  }
+  hopping(hop, 1000)
+  t.same(hop.tiles('h', 12_500, 5000), [{ start: 8000, until: 12_501 }, { start: 3000, until: 8000 }],
+    'hopping: tiles that do not overlap, so nothing counts twice, each the oldest window reaching the next')
+  const odd = new AnalyticsView(60_000)
+  hopping(odd, 2000)
+  t.same(odd.tiles('h', 12_500, 5000), [{ start: 8000, until: 12_501 }, { start: 4000, until: 8000 }],
     'a size that is not a multiple of the advance: the older tile is the part of a window before the next one')
 })
 
@@ -200,7 +215,8 @@ type Event = ReturnType<typeof event>
 /** The processor's windows fed event by event as the clock passes them, and the view of their records. */
 function pipeline (spec: WindowSpec) {
   const windows = new PartitionWindows({ ...spec, graceMs: 3_600_000 }, 100)
-  const view = new AnalyticsView(spec, 3_600_000)
+  // a view without a spec of its own: the geometry comes with the records
+  const view = new AnalyticsView(3_600_000)
   return {
     view,
     add (events: Event[]) {
@@ -297,16 +313,4 @@ t.test('window spec: the slice must divide size and advance, the spans must be w
   t.same(problems({ WINDOW_SIZE_MS: 3_600_000, WINDOW_SLICE_MS: 5000 }), [])
   t.match(problems({ WINDOW_SLICE_MS: 2000, WINDOW_SIZE_MS: 10_000 }), [/^ROLLING_COUNT_SPAN_MS: must be a multiple of WINDOW_SLICE_MS \(2000\)/])
   t.match(problems({ ROLLING_DURATION_SPAN_MS: 30_500 }), [/^ROLLING_DURATION_SPAN_MS: must be a multiple/])
-})
-
-t.test('the serial queue runs tasks one at a time, in order, past failures', async (t) => {
-  const queue = new SerialQueue()
-  const order: string[] = []
-  const slow = queue.run(async () => { await new Promise((resolve) => setTimeout(resolve, 20)); order.push('slow') })
-  const failing = queue.run(() => { throw new Error('boom') })
-  const fast = queue.run(() => { order.push('fast'); return 1 })
-  await slow
-  await t.rejects(failing, /boom/)
-  t.equal(await fast, 1)
-  t.same(order, ['slow', 'fast'])
 })

@@ -1,5 +1,5 @@
 import { Counter, Histogram, type Registry } from 'prom-client'
-import type { StreamTaskObserver } from './stream-task.js'
+import type { StreamTaskObserver } from './stream-task-types.js'
 
 export interface StreamTaskMetricNames {
   /** Prefix of every name: `pagestream_transformer`, `analytics_repartition`. */
@@ -39,6 +39,17 @@ export function streamTaskMetrics (registry: Registry, names: StreamTaskMetricNa
     help: 'fatal consumer errors (a static member fenced by a twin with its id...), each followed by new clients',
     registers,
   })
+  const standDowns = new Counter({
+    name: `${prefix}_stand_downs_total`,
+    help: 'times the task closed its clients and stopped processing, by reason (fenced, consumer fatal error)',
+    labelNames: ['reason'],
+    registers,
+  })
+  const recoveries = new Counter({
+    name: `${prefix}_recoveries_total`,
+    help: 'times a stood-down task opened new clients and took part in its group again (recovery policy recover)',
+    registers,
+  })
   transactions.inc({ outcome: 'committed' }, 0)
   transactions.inc({ outcome: 'aborted' }, 0)
   return {
@@ -51,5 +62,7 @@ export function streamTaskMetrics (registry: Registry, names: StreamTaskMetricNa
     aborted: () => { transactions.inc({ outcome: 'aborted' }) },
     producerReplaced: () => { producerReplacements.inc() },
     consumerFailed: () => { consumerFatalErrors.inc() },
+    stoodDown: (reason) => { standDowns.inc({ reason }) },
+    recovered: () => { recoveries.inc() },
   }
 }

@@ -3,7 +3,8 @@ import t from 'tap'
 import pino from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  type BatchFunction, type KafkaClient, type KafkaMessage, type StreamTaskObserver, StreamTask,
+  type BatchFunction, type Consumer, type KafkaClient, type KafkaMessage, type PartitionState, type StreamTaskObserver,
+  StreamTask,
 } from '@pagestream/core'
 import {
   type Teardown, createTopics, faultyClient, readTopic, testKafka, uniqueName, waitFor, writeRecords,
@@ -174,4 +175,163 @@ t.test('a fatal consumer error (a static member fenced by a twin): not ready, co
   await waitFor('the new records committed', () => task.counts.written === first.length + second.length, 30_000)
   t.same(await outputValues(topics.output, first.length + second.length),
     { values: sorted([...first, ...second]), duplicates: [] })
+})
+
+/**
+ * A stateful role for the tests: the sum of each partition's values, written to `sums` (its changelog,
+ * the sum keyed by partition) with a copy of every record to `copies`, several outputs per commit.
+ * Restoring reads the last committed sum of each partition back from `sums`.
+ */
+function summingState (topics: { copies: string, sums: string }) {
+  const sums = new Map<number, number>()
+  const pending = new Map<number, Array<ReturnType<typeof copy>>>()
+  const calls = { restored: [] as number[][], released: [] as number[][], idle: [] as number[] }
+  const state: PartitionState = {
+    async restore (partitions) {
+      calls.restored.push([...partitions].sort())
+      const records = await readTopic(topics.sums, { count: 0, settleMs: 300 })
+      for (const partition of partitions) {
+        const last = records.filter((r) => r.partition === partition).at(-1)
+        sums.set(partition, Number(last?.value ?? 0))
+        pending.set(partition, [])
+      }
+    },
+    release (partitions) {
+      calls.released.push(partitions)
+      for (const partition of partitions) { sums.delete(partition); pending.delete(partition) }
+    },
+    process (partition, messages) {
+      for (const message of messages) {
+        sums.set(partition, (sums.get(partition) ?? 0) + Number(message.value?.toString()))
+        pending.get(partition)?.push(copy(message))
+      }
+    },
+    outputs (partition, idleMs) {
+      calls.idle.push(idleMs)
+      const copies = pending.get(partition) ?? []
+      if (copies.length === 0) return []
+      const sum = { key: `p${partition}`, value: String(sums.get(partition)), partition }
+      return [{ topic: topics.copies, messages: copies }, { topic: topics.sums, messages: [sum] }]
+    },
+    committed (partitions) {
+      for (const partition of partitions) pending.set(partition, [])
+    },
+  }
+  return { state, calls }
+}
+
+interface StatefulPipeline extends Pipeline { copies: string, sums: string }
+
+async function statefulPipeline (t: Teardown, name: string): Promise<StatefulPipeline> {
+  const topics = await pipeline(t, name)
+  const copies = uniqueName(`${name}-copies`)
+  const sums = uniqueName(`${name}-sums`)
+  await createTopics(t, [copies, sums], 2)
+  return { ...topics, copies, sums }
+}
+
+function startStatefulTask (
+  t: Teardown, topics: StatefulPipeline, client: KafkaClient, state: PartitionState,
+  extra: { recovery?: 'step down' | 'recover', observer?: StreamTaskObserver } = {},
+): StreamTask {
+  const task = new StreamTask(client, {
+    name: 'stateful test task',
+    inputTopic: topics.input,
+    deadLetterTopic: topics.dlq,
+    groupId: topics.group,
+    transactionalId: topics.transactionalId,
+    staticMembership: false,
+    batchSize: 100,
+    instanceVariable: 'TEST_INSTANCE_ID',
+    commitIntervalMs: 100,
+    ...(extra.recovery === undefined ? {} : { recovery: extra.recovery }),
+  }, state, capturingLog().log, extra.observer ?? quietObserver)
+  t.teardown(() => task.stop())
+  return task
+}
+
+const numbers = (from: number, count: number) =>
+  Array.from({ length: count }, (_, i) => ({ key: `k${(from + i) % 5}`, value: String(from + i) }))
+const total = (values: Array<{ value: string }>) => values.reduce((sum, v) => sum + Number(v.value), 0)
+
+/** The last committed sum of each partition, added up. */
+async function committedSum (topic: string): Promise<number> {
+  const records = await readTopic(topic, { count: 0, settleMs: 500 })
+  const last = (partition: number) => Number(records.filter((r) => r.partition === partition).at(-1)?.value ?? 0)
+  return last(0) + last(1)
+}
+
+t.test('stateful task: restore hook on assignment, several outputs per commit, a failed commit rewinds', async (t) => {
+  const topics = await statefulPipeline(t, 'task-state')
+  const { client } = faultyClient(t, { commitFails: 1 })
+  const { state, calls } = summingState(topics)
+  const task = startStatefulTask(t, topics, client, state)
+  await task.start()
+  await waitFor('the partitions assigned and restored', () => task.problem === undefined, 30_000)
+  t.same(calls.restored, [[0, 1]], 'the restore hook ran for the assigned partitions before any batch')
+  t.same(task.ownedPartitions, [0, 1])
+
+  const input = numbers(1, 40)
+  await writeRecords(topics.input, input)
+  const rewound = () => task.counts.transactionsCommitted > 0 && task.counts.transactionsAborted === 1
+  await waitFor('a commit to fail and a later one to land', () => rewound() && calls.restored.length >= 2, 30_000)
+  t.same(calls.restored[1], [0, 1], 'the failed commit restored the state again (rewound)')
+  const copies = await outputValues(topics.copies, input.length)
+  t.same(copies, { values: sorted(input), duplicates: [] }, 'every record copied once, read_committed')
+  await waitFor('the sums to add up', async () => await committedSum(topics.sums) === total(input), 30_000)
+  t.ok(calls.idle.every((ms) => ms >= 0), 'outputs() is told how long each partition has been idle')
+})
+
+t.test('stateful task: a successor restores the state from the changelog and goes on from there', async (t) => {
+  const topics = await statefulPipeline(t, 'task-handover')
+  const first = summingState(topics)
+  const task = startStatefulTask(t, topics, testKafka(), first.state)
+  await task.start()
+  const before = numbers(1, 20)
+  await writeRecords(topics.input, before)
+  await waitFor('the first sums committed', async () => await committedSum(topics.sums) === total(before), 30_000)
+  await task.stop()
+  t.same(first.calls.released.flat().sort(), [0, 1], 'leaving the group released the state of both partitions')
+
+  const second = summingState(topics)
+  const successor = startStatefulTask(t, topics, testKafka(), second.state)
+  await successor.start()
+  const after = numbers(21, 20)
+  await writeRecords(topics.input, after)
+  await waitFor('the sums to go on from the restored ones', async () =>
+    await committedSum(topics.sums) === total([...before, ...after]), 30_000)
+  t.same(await outputValues(topics.copies, before.length + after.length),
+    { values: sorted([...before, ...after]), duplicates: [] }, 'nothing processed twice across the hand-over')
+})
+
+t.test('policy "recover": fenced, it stands down, then takes its place again once nobody uses its id', async (t) => {
+  const topics = await statefulPipeline(t, 'task-recover')
+  const seen: string[] = []
+  const observer: StreamTaskObserver = {
+    ...quietObserver,
+    stoodDown: (reason) => { seen.push(`stood down: ${reason}`) },
+    recovered: () => { seen.push('recovered') },
+  }
+  const { state } = summingState(topics)
+  const task = startStatefulTask(t, topics, testKafka(), state, { recovery: 'recover', observer })
+  await task.start()
+  const before = numbers(1, 10)
+  await writeRecords(topics.input, before)
+  await waitFor('the first sums committed', async () => await committedSum(topics.sums) === total(before), 30_000)
+
+  // a producer with the task's transactional.id fences it, and is gone: no group member uses the id
+  const zombie = testKafka().producer({ 'transactional.id': topics.transactionalId, 'enable.idempotence': true })
+  await zombie.connect()
+  await zombie.disconnect()
+  const after = numbers(11, 10)
+  await writeRecords(topics.input, after)
+  const stoodDown = /^fenced by another instance with transactional.id \S+; stepped down until no other member of group/
+  await waitFor('the task to stand down', () => stoodDown.test(task.problem ?? ''), 30_000)
+  t.match(task.problem, /TEST_INSTANCE_ID must be unique per replica/)
+  await waitFor('the task to recover', () => seen.includes('recovered') && task.problem === undefined, 60_000)
+  t.same(seen, ['stood down: fenced', 'recovered'])
+  const all = total([...before, ...after])
+  await waitFor('the rest committed', async () => await committedSum(topics.sums) === all, 30_000)
+  t.same(await outputValues(topics.copies, before.length + after.length),
+    { values: sorted([...before, ...after]), duplicates: [] }, 'each record once across the stand-down')
 })

@@ -1,8 +1,5 @@
-import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
+import { Type, type Static } from '@sinclair/typebox'
 import { ConfigError } from '@pagestream/core'
-
-// TypeBox checks formats only when registered; Fastify's own validator knows date-time already
-if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', (value) => /^\d{4}-\d{2}-\d{2}T/.test(value) && !Number.isNaN(Date.parse(value)))
 
 /**
  * How event time is cut into windows: tumbling when advance equals size, hopping when it is smaller.
@@ -92,28 +89,6 @@ export function isClosed (windowEnd: number, streamTime: number, spec: WindowSpe
   return windowEnd <= streamTime - spec.graceMs
 }
 
-/** One window of one page as it travels on the output topic (R4). Times are ISO 8601. */
-export const WindowRecordSchema = Type.Object({
-  page: Type.String(),
-  windowStart: Type.String({ format: 'date-time' }),
-  windowEnd: Type.String({ format: 'date-time' }),
-  count: Type.Integer({ minimum: 0, description: 'events in the window' }),
-  durationSum: Type.Integer({ minimum: 0, description: 'sum of their durations, ms' }),
-  distinctUsers: Type.Integer({ minimum: 0, description: 'different users among them' }),
-  longViews: Type.Integer({ minimum: 0, description: 'events longer than the long-view threshold' }),
-  final: Type.Boolean({ description: 'true on the one record sent when the window closed' }),
-  // optional only so that records written before slices existed still read; always sent now
-  sliceMs: Type.Optional(Type.Integer({ minimum: 1, description: 'length of a slice: the window is cut into (windowEnd - windowStart) / sliceMs slices, each starting at windowStart + i * sliceMs' })),
-  sliceCounts: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'events per slice, oldest first' })),
-  sliceDurationSums: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'sum of durations per slice, oldest first' })),
-  // never written by the processor: the view sets it when it summed the finals of several writers
-  combinedFinals: Type.Optional(Type.Integer({
-    minimum: 2,
-    description: 'finals of this window from different writers that the view summed (distinctUsers an upper bound)',
-  })),
-}, { $id: 'WindowRecord' })
-export type WindowRecord = Static<typeof WindowRecordSchema>
-
 /** What the processor keeps per open window; the user set is what makes distinct users exact. */
 export interface WindowState {
   page: string
@@ -150,59 +125,4 @@ export function slicesOf (value: { count: number, durationSum: number, sliceMs?:
     sliceCounts?.length === (end - start) / sliceMs && sliceDurationSums?.length === sliceCounts.length
   if (fits) return { sliceMs, sliceCounts, sliceDurationSums }
   return { sliceMs: Math.max(1, end - start), sliceCounts: [value.count], sliceDurationSums: [value.durationSum] }
-}
-
-export function windowRecord (state: WindowState, final: boolean): WindowRecord {
-  return {
-    page: state.page,
-    windowStart: new Date(state.start).toISOString(),
-    windowEnd: new Date(state.end).toISOString(),
-    count: state.count,
-    durationSum: state.durationSum,
-    distinctUsers: state.users.size,
-    longViews: state.longViews,
-    final,
-    sliceMs: state.sliceMs,
-    sliceCounts: [...state.sliceCounts],
-    sliceDurationSums: [...state.sliceDurationSums],
-  }
-}
-
-/** Changelog key of a window; the value carries page and start again, so the key is never parsed. */
-export function windowKey (page: string, start: number): string {
-  return `${page}|${start}`
-}
-
-/** Changelog value: the whole window state, user set and slices included, so a restore is exact. */
-export function encodeWindowState (state: WindowState): string {
-  return JSON.stringify({
-    page: state.page,
-    start: state.start,
-    end: state.end,
-    count: state.count,
-    durationSum: state.durationSum,
-    users: [...state.users],
-    longViews: state.longViews,
-    sliceMs: state.sliceMs,
-    sliceCounts: state.sliceCounts,
-    sliceDurationSums: state.sliceDurationSums,
-  })
-}
-
-/**
- * A changelog value back to window state. A value written before slices existed restores as one
- * slice (the whole window), and the window goes on counting into that one slice until it closes.
- */
-export function decodeWindowState (value: string): WindowState {
-  const raw = JSON.parse(value) as Omit<WindowState, 'users' | 'sliceMs' | 'sliceCounts' | 'sliceDurationSums'> & { users: string[], sliceMs?: number, sliceCounts?: number[], sliceDurationSums?: number[] }
-  return {
-    page: raw.page,
-    start: raw.start,
-    end: raw.end,
-    count: raw.count,
-    durationSum: raw.durationSum,
-    users: new Set(raw.users),
-    longViews: raw.longViews,
-    ...slicesOf(raw, raw.start, raw.end),
-  }
 }
