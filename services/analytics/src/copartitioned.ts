@@ -7,15 +7,8 @@ export async function ensureCopartitioned (
   admin: Admin, source: string, topic: string, replication: number, config: Readonly<Record<string, string>> = {},
 ): Promise<void> {
   const partitions = await partitionCount(admin, source)
-  if ((await admin.listTopics()).includes(topic)) {
-    const [existing] = await admin.fetchTopicMetadata({ topics: [topic] })
-    if (existing?.partitions.length !== partitions) {
-      const found = existing?.partitions.length
-      throw new Error(`${topic} has ${found} partitions but ${source} has ${partitions}; they must match`)
-    }
-    return
-  }
-  await admin.createTopics({
+  // a topic created a moment ago may be missing from the list yet, and then creating it answers "exists"
+  const exists = (await admin.listTopics()).includes(topic) || !await admin.createTopics({
     timeout: 10_000,
     topics: [{
       topic,
@@ -25,8 +18,16 @@ export async function ensureCopartitioned (
     }],
   })
   // the next reader of its metadata (a consumer, or the changelog made like it) must find it
+  const settled = (count: number | undefined) => count !== undefined && (exists || count === partitions)
   const deadline = Date.now() + 10_000
-  while (!await hasPartitions(admin, topic, partitions) && Date.now() < deadline) await sleep(100)
+  let found = await foundPartitions(admin, topic)
+  while (!settled(found) && Date.now() < deadline) {
+    await sleep(100)
+    found = await foundPartitions(admin, topic)
+  }
+  if (found !== partitions) {
+    throw new Error(`${topic} has ${found} partitions but ${source} has ${partitions}; they must match`)
+  }
 }
 
 /** The partition count of `topic`; one created a moment ago may not be in the metadata yet: wait for it a while. */
@@ -44,7 +45,7 @@ async function partitionCount (admin: Admin, topic: string): Promise<number> {
   }
 }
 
-async function hasPartitions (admin: Admin, topic: string, partitions: number): Promise<boolean> {
+async function foundPartitions (admin: Admin, topic: string): Promise<number | undefined> {
   const [metadata] = await admin.fetchTopicMetadata({ topics: [topic] }).catch(() => [])
-  return metadata?.partitions.length === partitions
+  return metadata?.partitions.length
 }

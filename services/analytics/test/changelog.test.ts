@@ -41,3 +41,20 @@ t.test('an existing changelog whose partition count differs from the input is re
   const other = await analyticsTopics(t, 'changelog-other', 3)
   await t.rejects(withAdmin((admin) => ensureChangelog(admin, topics.input, other.input, 1)), /has 3 partitions but .* has 2; they must match/)
 })
+
+t.test('a changelog missing from a stale topic list is still checked, not taken as created', async (t) => {
+  const topics = await analyticsTopics(t, 'changelog-stale', 2)
+  const other = await analyticsTopics(t, 'changelog-stale-other', 3)
+  // the broker's topic list lags a topic created a moment ago: creating it again answers "exists"
+  type Admin = Parameters<Parameters<typeof withAdmin>[0]>[0]
+  const staleList = (admin: Admin): Admin => new Proxy(admin, {
+    get: (target, name) => name === 'listTopics'
+      ? async () => []
+      : (target[name as keyof Admin] as (...args: unknown[]) => unknown).bind(target),
+  })
+  await t.rejects(
+    withAdmin((admin) => ensureChangelog(staleList(admin), topics.input, other.input, 1)),
+    /has 3 partitions but .* has 2; they must match/,
+  )
+  await withAdmin((admin) => ensureChangelog(staleList(admin), topics.input, topics.input, 1))
+})
