@@ -102,3 +102,18 @@ port-forward: ## Forward the dashboard of the installed release to http://localh
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster
 	@deploy/kind/cluster.sh down
+
+.PHONY: k8s-up
+k8s-up: image ## Single-node cluster of host processes built here (deploy/local/k8s), the chart installed and tested
+	@deploy/local/k8s/cluster.sh up >/dev/null
+	@IMAGE=$(IMAGE) deploy/local/k8s/cluster.sh install
+
+.PHONY: k8s-down
+k8s-down: ## Stop the single-node cluster and remove its state (its built programs stay cached)
+	@deploy/local/k8s/cluster.sh down
+
+.PHONY: k8s-test
+k8s-test: build image ## The chart on the single-node cluster: install, helm test, port-forward, ingress, pod deaths
+	@deploy/local/setup.sh system --test
+	@deploy/local/setup.sh helm >/dev/null
+	@PAGESTREAM_K8S_TEST=1 PAGESTREAM_TEST_BROKERS=in-cluster npx tap --timeout 2700 test/k8s/cluster.test.ts
