@@ -131,4 +131,6 @@ k8s-down: ## Stop the single-node cluster and remove its state (its built progra
 k8s-test: build image ## The chart on the single-node cluster: install, helm test, port-forward, ingress, pod deaths
 	@deploy/local/setup.sh system --test
 	@deploy/local/setup.sh helm >/dev/null
+	@deploy/local/broker.sh jars
+	@test/compose/broker-image.sh >/dev/null
 	@PAGESTREAM_K8S_TEST=1 PAGESTREAM_TEST_BROKERS=in-cluster npx tap --timeout 2700 test/k8s/cluster.test.ts

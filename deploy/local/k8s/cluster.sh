@@ -176,7 +176,7 @@ apiserver_up() {
     --tls-cert-file "$pki/apiserver.crt" --tls-private-key-file "$pki/apiserver.key" \
     --client-ca-file "$pki/ca.crt" --authorization-mode Node,RBAC --enable-admission-plugins NodeRestriction \
     --kubelet-client-certificate "$pki/apiserver-kubelet-client.crt" \
-    --kubelet-client-key "$pki/apiserver-kubelet-client.key" \
+    --kubelet-client-key "$pki/apiserver-kubelet-client.key" --kubelet-preferred-address-types InternalIP \
     --service-cluster-ip-range "$service_cidr" --service-account-issuer https://kubernetes.default.svc.cluster.local \
     --service-account-key-file "$pki/sa.pub" --service-account-signing-key-file "$pki/sa.key" \
     --allow-privileged=true --profiling=false
@@ -225,6 +225,7 @@ state = "$state/containerd/state"
     bin_dir = "/usr/lib/cni"
     conf_dir = "$state/cni/net.d"
 EOF
+  # firewall: accepts the pods' forwarded traffic, which Docker's FORWARD policy (DROP) would otherwise drop
   cat >"$state/cni/net.d/10-pagestream.conflist" <<EOF
 {
   "cniVersion": "1.0.0",
@@ -235,7 +236,8 @@ EOF
       "ipam": {"type": "host-local", "ranges": [[{"subnet": "$pod_cidr"}]], "routes": [{"dst": "0.0.0.0/0"}],
                "dataDir": "$state/cni/ipam"}
     },
-    {"type": "portmap", "capabilities": {"portMappings": true}}
+    {"type": "portmap", "capabilities": {"portMappings": true}},
+    {"type": "firewall", "backend": "iptables"}
   ]
 }
 EOF
@@ -306,6 +308,7 @@ clusterCIDR: $cluster_cidr
 hostnameOverride: $node
 # leave the host's conntrack table sizes alone
 conntrack: {maxPerCore: 0, tcpEstablishedTimeout: 0s, tcpCloseWaitTimeout: 0s}
+nodePortAddresses: [primary]
 metricsBindAddress: 127.0.0.1:10249
 healthzBindAddress: 127.0.0.1:10256
 EOF
