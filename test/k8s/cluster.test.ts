@@ -64,15 +64,13 @@ function publisher (topic: string, nameOf: (i: number) => string, intervalMs = 1
   return { acked, stop: async () => { stopped = true; await done } }
 }
 
-/** Keys of a topic's committed records, read inside the broker's pod with Kafka's console consumer. */
+/** Keys of a topic's committed records, read in the consumer role's pod with the image's console tool. */
 async function committedKeys (topic: string): Promise<string[]> {
-  const kafka = (await sh('sed', ['-n', 's:.*<kafka.version>\\(.*\\)</kafka.version>.*:\\1:p',
-    join(ROOT, 'deploy', 'local', 'pom.xml')])).trim()
-  const out = await kubectl('exec', `${FULLNAME}-redpanda-0`, '--', 'java', '-Xmx192m',
-    '-cp', `/opt/pagestream/cache/kafka-${kafka}/libs/*`, 'org.apache.kafka.tools.consumer.ConsoleConsumer',
-    '--bootstrap-server', 'localhost:9092', '--topic', topic, '--from-beginning', '--isolation-level', 'read_committed',
-    '--timeout-ms', '10000', '--property', 'print.key=true', '--property', 'print.value=false')
-  return out.split('\n').map((line) => line.trim()).filter((line) => line !== '')
+  // the tool follows the topic; `timeout` ends it once the backlog is surely read
+  const output = await exec(tools.kubectl, ['--namespace', NAMESPACE, 'exec', `deploy/${FULLNAME}-consumer`, '--',
+    'timeout', '20', 'node', 'services/console/dist/consume.js', '--from-beginning', '--key', topic],
+  { env: tools.env, maxBuffer: 64 << 20, timeout: 60_000 }).then((r) => r.stdout, (err) => String(err.stdout ?? ''))
+  return output.split('\n').map((line) => line.split('\t')[0]!).filter((key) => key !== '')
 }
 
 interface Teardown { teardown(fn: () => unknown): void }
