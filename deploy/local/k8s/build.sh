@@ -3,6 +3,7 @@
 # a second run finds them and returns at once. Prints the directory holding them all (symlinks).
 #   build.sh            kubernetes (apiserver, controller-manager, scheduler, kubelet, kube-proxy, kubectl),
 #                       etcd, coredns, traefik, pause
+#   build.sh STEP...    only those (kubernetes, etcd, coredns, traefik, pause); `build.sh bin` builds nothing
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -152,5 +153,5 @@ bin() {
 }
 
 if [ $# -eq 0 ]; then set -- pause etcd kubernetes coredns traefik; fi
-for step in "$@"; do "$step"; done
+for step in "$@"; do [ "$step" = bin ] || "$step"; done
 bin

@@ -156,7 +156,8 @@ wait_for() {
   done
 }
 
-bin_dir() { "$here/build.sh"; }
+# the programs: built when missing (up), or only linked (everything else)
+bin_dir() { "$here/build.sh" "$@"; }
 
 kubectl_() { "$bin/kubectl" --kubeconfig "$state/admin.kubeconfig" "$@"; }
 
@@ -335,7 +336,7 @@ entryPoints:
   web: {address: "127.0.0.1:$ingress_port", transport: {respondingTimeouts: {readTimeout: 0s}}}
   traefik: {address: "127.0.0.1:39381"}
 ping: {}
-log: {level: INFO}
+log: {level: INFO, noColor: true}
 providers:
   kubernetesIngress:
     endpoint: https://127.0.0.1:6443
@@ -382,8 +383,12 @@ load() {
   local image id stamp
   mkdir -p "$images/pagestream-loaded"
   for image in "$@"; do
-    id=$(docker image inspect --format '{{.Id}}' "$image") || die "no Docker image $image"
     stamp=$images/pagestream-loaded/$(printf '%s' "$image" | tr '/:' '__')
+    if ! id=$(docker image inspect --format '{{.Id}}' "$image" 2>/dev/null); then
+      [ -f "$stamp" ] || die "no Docker image $image, and none loaded before"
+      log "no Docker image $image: using the one loaded before ($(cut -c8-19 "$stamp"))"
+      continue
+    fi
     if [ "$(cat "$stamp" 2>/dev/null)" = "$id" ] \
       && ctr --address "$sock" -n k8s.io images check "name~=$image" 2>/dev/null | grep -q complete; then
       continue
@@ -395,7 +400,7 @@ load() {
 }
 
 install() {
-  bin=$(bin_dir)
+  bin=$(bin_dir bin)
   local image=${IMAGE:-pagestream:dev} namespace=${NAMESPACE:-pagestream} release=${RELEASE:-pagestream}
   local broker helm
   broker=$("$root/test/compose/broker-image.sh")
@@ -418,14 +423,14 @@ install() {
 }
 
 env_() {
-  bin=$(bin_dir)
+  bin=$(bin_dir bin)
   echo "export KUBECONFIG=$state/admin.kubeconfig"
   echo "export PATH=$bin:\$PATH"
   echo "export K8S_INGRESS_URL=http://127.0.0.1:$ingress_port"
 }
 
 status() {
-  bin=$(bin_dir)
+  bin=$(bin_dir bin)
   node_ready
 }
 
@@ -441,10 +446,31 @@ stop() {
   rm -f "$run/$name.pid"
 }
 
+# firewall_cleanup: the chains the kubelet and the CNI firewall plugin add, with the jumps into them
+firewall_cleanup() {
+  local table chain
+  iptables -D FORWARD -m comment --comment "CNI firewall plugin rules" -j CNI-FORWARD 2>/dev/null || true
+  iptables -D INPUT -j KUBE-FIREWALL 2>/dev/null || true
+  iptables -D OUTPUT -j KUBE-FIREWALL 2>/dev/null || true
+  for table in filter nat mangle; do
+    for chain in CNI-FORWARD CNI-ADMIN KUBE-FIREWALL KUBE-KUBELET-CANARY KUBE-IPTABLES-HINT; do
+      iptables -t "$table" -F "$chain" 2>/dev/null && iptables -t "$table" -X "$chain" 2>/dev/null || true
+    done
+  done
+}
+
 down() {
   [ -d "$state" ] || { log "nothing to stop"; return 0; }
-  bin=$(bin_dir)
+  bin=$(bin_dir bin)
   stop traefik
+  if ours kubelet >/dev/null && ours kube-apiserver >/dev/null; then
+    # no controller recreates what is deleted now; the kubelet stops each pod and CNI releases its address and rules
+    stop kube-controller-manager
+    stop kube-scheduler
+    kubectl_ delete pods --all --all-namespaces --grace-period=1 --wait=false >/dev/null 2>&1 || true
+    local deadline=$((SECONDS + 90))
+    while [ -n "$(kubectl_ get pods --all-namespaces -o name 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do sleep 1; done
+  fi
   stop kubelet
   if ours containerd >/dev/null; then
     # the pods' containers and sandboxes, so their shims exit and CNI releases their addresses
@@ -472,6 +498,7 @@ down() {
   stop etcd
   # the bridge of our CNI configuration (the pods' namespaces went with their sandboxes)
   ip link del pscni0 2>/dev/null || true
+  firewall_cleanup
   # volumes and snapshots the kubelet and containerd mounted under the state folder
   local mount
   for mount in $(grep -F " $state/" /proc/mounts | cut -d' ' -f2 | sort -r || true); do
@@ -483,7 +510,7 @@ down() {
 
 case ${1:-} in
   up) up ;;
-  load) shift; bin=$(bin_dir); load "$@" ;;
+  load) shift; bin=$(bin_dir bin); load "$@" ;;
   install) install ;;
   env) env_ ;;
   status) status ;;
