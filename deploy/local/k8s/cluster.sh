@@ -469,7 +469,9 @@ down() {
     stop kube-scheduler
     kubectl_ delete pods --all --all-namespaces --grace-period=1 --wait=false >/dev/null 2>&1 || true
     local deadline=$((SECONDS + 90))
-    while [ -n "$(kubectl_ get pods --all-namespaces -o name 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do sleep 1; done
+    while [ -n "$(kubectl_ get pods --all-namespaces -o name 2>/dev/null)" ] && [ $SECONDS -lt $deadline ]; do
+      sleep 1
+    done
   fi
   stop kubelet
   if ours containerd >/dev/null; then
