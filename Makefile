@@ -15,8 +15,8 @@ help: ## Show this help
 ##@ Run
 
 .PHONY: up
-up: ## Run the whole system and print the URLs (Docker compose when a Docker engine answers, local processes otherwise)
-	@if deploy/local/docker.sh available; then deploy/local/docker.sh up; else $(MAKE) --no-print-directory up-local; fi
+up: ## Run the whole system and print the URLs (Docker compose when an engine answers and its images can be had, local processes otherwise)
+	@if [ "$$(deploy/local/docker.sh mode)" = docker ]; then deploy/local/docker.sh up; else $(MAKE) --no-print-directory up-local; fi
 
 .PHONY: up-local
 up-local: deps build ## Run the broker and every role as local processes, without Docker
@@ -73,6 +73,15 @@ test: build ## Run all tests against a real broker (installs what they need)
 	@npm run --silent lint
 	@npm test -- --no-allow-incomplete-coverage
 
+.PHONY: e2e
+e2e: build ## Run the container tests: Docker engine, bases, image, compose end to end (installs what is missing)
+	@deploy/local/setup.sh system --test
+	@deploy/local/broker.sh jars
+	@deploy/local/setup.sh docker
+	@IMAGE=$(IMAGE) deploy/local/docker.sh image
+	@test/compose/broker-image.sh >/dev/null
+	@IMAGE=$(IMAGE) npx tap --timeout=1800 test/e2e/*.e2e.ts
+
 .PHONY: bench
 bench: build ## Run the benchmarks (ratios of variants measured side by side) on the local broker
 	@deploy/local/broker.sh up
@@ -85,8 +94,14 @@ clean: ## Remove build output
 ##@ Containers and Kubernetes
 
 .PHONY: image
-image: ## Build the one image of every role (IMAGE=pagestream:dev)
+image: ## Build the one image of every role (IMAGE=pagestream:dev); on local bases where no registry answers
+	@deploy/local/setup.sh docker
 	@IMAGE=$(IMAGE) deploy/local/docker.sh image
+
+.PHONY: base-images
+base-images: ## Build the image's Debian + Node 24 bases here, without a registry (make image does when it must)
+	@deploy/local/setup.sh docker
+	@deploy/local/base-images.sh build >/dev/null
 
 .PHONY: kind-up
 kind-up: image ## kind cluster with ingress-nginx, the image loaded, the chart installed and tested
@@ -103,3 +118,21 @@ port-forward: ## Forward the dashboard of the installed release to http://localh
 .PHONY: kind-down
 kind-down: ## Delete the kind cluster
 	@deploy/kind/cluster.sh down
+
+.PHONY: k8s-up
+k8s-up: image ## Single-node cluster of host processes built here (deploy/local/k8s), the chart installed and tested
+	@deploy/local/k8s/cluster.sh up >/dev/null
+	@IMAGE=$(IMAGE) deploy/local/k8s/cluster.sh install
+
+.PHONY: k8s-down
+k8s-down: ## Stop the single-node cluster and remove its state (its built programs stay cached)
+	@deploy/local/k8s/cluster.sh down
+
+.PHONY: k8s-test
+k8s-test: build image ## The chart on the single-node cluster: install, helm test, port-forward, ingress, pod deaths
+	@deploy/local/setup.sh system --test
+	@deploy/local/setup.sh helm >/dev/null
+	@deploy/local/broker.sh jars
+	@test/compose/broker-image.sh >/dev/null
+	@PAGESTREAM_K8S_TEST=1 PAGESTREAM_TEST_BROKERS=in-cluster npx tap --disable-coverage --timeout 2700 \
+	  test/k8s/cluster.test.ts

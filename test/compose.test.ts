@@ -58,16 +58,16 @@ t.test('compose runs Redpanda, Console, the topic set-up and every role', async 
 
 t.test('Redpanda: one dev-container broker, Kafka API on localhost:9092, an internal listener for containers', async (t) => {
   const redpanda = compose.services.redpanda
-  const args: string[] = redpanda.command
+  const args: string[] = redpanda.command.map(interpolate)
   t.ok(args.includes('--mode=dev-container'))
   t.ok(args.includes('--smp=1'), 'a single core: one broker for a laptop')
   t.ok(args.includes('--kafka-addr=internal://0.0.0.0:29092,external://0.0.0.0:9092'))
   t.ok(args.includes('--advertise-kafka-addr=internal://redpanda:29092,external://localhost:9092'), 'host clients are told localhost:9092, containers redpanda:29092')
-  t.ok(redpanda.ports.includes('127.0.0.1:9092:9092'), 'host clients reach the external listener')
+  t.ok(redpanda.ports.map(interpolate).includes('127.0.0.1:9092:9092'), 'host clients reach the external listener')
   t.match(redpanda.healthcheck.test.join(' '), /rpk cluster health/)
   t.match(compose.services.console.environment, { KAFKA_BROKERS: 'redpanda:29092' })
   t.same(compose.services.console.depends_on, { redpanda: { condition: 'service_healthy' } })
-  t.ok(compose.services.console.ports.some((p: string) => p.endsWith(':8080') && !p.includes(':8080:')), 'Console is published beside, not on, the dashboard port')
+  t.ok(compose.services.console.ports.map(interpolate).some((p: string) => p.endsWith(':8080') && !p.includes(':8080:')), 'Console is published beside, not on, the dashboard port')
 })
 
 t.test('the one-shot set-up creates every topic the roles use, with auto-creation off', async (t) => {
@@ -124,7 +124,7 @@ t.test('every role: the variables its schema requires, only variables it knows, 
     t.equal(env.HTTP_HOST, '0.0.0.0', `${role}: listens on every interface of its container`)
     t.equal(env.KAFKA_BROKERS, 'redpanda:29092', `${role}: uses the internal listener`)
     t.equal(Number(env.HTTP_PORT), defaultPort(role), `${role}: on its usual port`)
-    t.same(compose.services[role].ports, [`127.0.0.1:${env.HTTP_PORT}:${env.HTTP_PORT}`], `${role}: published on localhost:${env.HTTP_PORT}`)
+    t.same(compose.services[role].ports.map(interpolate), [`127.0.0.1:${env.HTTP_PORT}:${env.HTTP_PORT}`], `${role}: published on localhost:${env.HTTP_PORT}`)
     try {
       loadConfig(schema.config, env)
       t.pass(`${role}: accepts its compose environment`)
@@ -157,7 +157,7 @@ function stages (text: string): Array<{ from: string, name?: string, instruction
     const value = rest.join(' ')
     if (op === 'ARG' && result.length === 0) {
       const [name = '', fallback = ''] = value.split('=')
-      args[name] = fallback
+      args[name] = fallback.replace(/\$\{(\w+)\}/g, (_m, arg: string) => args[arg] ?? '')
     } else if (op === 'FROM') {
       const [image = '', , name] = value.replace(/\$\{(\w+)\}/g, (_m, arg: string) => args[arg] ?? '').split(/\s+/)
       result.push({ from: image, ...(name ? { name } : {}), instructions: [] })

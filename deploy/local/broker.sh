@@ -6,13 +6,15 @@ set -euo pipefail
 
 usage() {
   cat <<'EOF'
-Usage: deploy/local/broker.sh <up|stop|down|status|jars>
+Usage: deploy/local/broker.sh <up|stop|down|status|jars|run|ready>
 
   up      start the broker (idempotent) and return once it accepts clients
   down    stop the broker this script started and delete its data folder
   stop    stop it but keep its data, so that `up` restarts the same cluster
   status  exit 0 when the broker answers on its port, 1 otherwise
   jars    only resolve the Kafka jars into the cache folder
+  run     run Kafka in the foreground (a container's entry point; no pid file)
+  ready   exit 0 when the broker started here reports it has started (a container's health check)
 
 Environment:
   KAFKA_PORT        client port on localhost                 (default 9092)
@@ -22,6 +24,9 @@ Environment:
   PAGESTREAM_CACHE  where the Kafka jars are kept             (default ~/.cache/pagestream)
   BROKER_ENGINE     kafka or redpanda                         (default redpanda when on PATH)
   BROKER_TIMEOUT    seconds to wait for readiness             (default 90)
+  BROKER_LISTENERS, BROKER_ADVERTISED_LISTENERS, BROKER_PROTOCOL_MAP, BROKER_INTER_LISTENER
+                    Kafka's listeners, advertised.listeners, listener.security.protocol.map (without the
+                    controller) and inter.broker.listener.name (default one PLAINTEXT listener on localhost)
 EOF
 }
 
@@ -75,11 +80,11 @@ kafka_properties() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@127.0.0.1:$controller_port
-listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$controller_port
-advertised.listeners=PLAINTEXT://localhost:$port
+listeners=${BROKER_LISTENERS:-PLAINTEXT://127.0.0.1:$port},CONTROLLER://127.0.0.1:$controller_port
+advertised.listeners=${BROKER_ADVERTISED_LISTENERS:-PLAINTEXT://localhost:$port}
 controller.listener.names=CONTROLLER
-inter.broker.listener.name=PLAINTEXT
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=${BROKER_INTER_LISTENER:-PLAINTEXT}
+listener.security.protocol.map=${BROKER_PROTOCOL_MAP:-PLAINTEXT:PLAINTEXT},CONTROLLER:PLAINTEXT
 log.dirs=$data/kraft
 num.partitions=1
 auto.create.topics.enable=false
@@ -94,13 +99,15 @@ share.coordinator.state.topic.min.isr=1
 EOF
 }
 
-start_kafka() {
+java_opts=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
+  "-Dlog4j2.configurationFile=$here/log4j2.properties" "-Dkafka.logs.dir=$data/logs")
+
+# the data folder with its properties and a formatted KRaft log, ready for kafka.Kafka
+prepare_kafka() {
   check_java
   resolve_jars
   mkdir -p "$data/logs"
   kafka_properties >"$data/server.properties"
-  local java_opts=(-Xms256m -Xmx1g -XX:+UseG1GC -Djava.awt.headless=true
-    "-Dlog4j2.configurationFile=$here/log4j2.properties" "-Dkafka.logs.dir=$data/logs")
   if [ ! -f "$data/kraft/meta.properties" ]; then
     local cluster_id
     cluster_id=$(java -cp "$jars/libs/*" "${java_opts[@]}" kafka.tools.StorageTool random-uuid)
@@ -108,6 +115,10 @@ start_kafka() {
       -t "$cluster_id" -c "$data/server.properties" >"$data/logs/format.log" 2>&1 \
       || { cat "$data/logs/format.log" >&2; exit 1; }
   fi
+}
+
+start_kafka() {
+  prepare_kafka
   setsid nohup java -cp "$jars/libs/*" "${java_opts[@]}" kafka.Kafka "$data/server.properties" \
     >"$data/logs/stdout.log" 2>&1 </dev/null &
   echo $! >"$pidfile"
@@ -199,6 +210,8 @@ case ${1:-} in
   stop) stop ;;
   status) port_open "$port" ;;
   jars) check_java; resolve_jars ;;
+  run) prepare_kafka; exec java -cp "$jars/libs/*" "${java_opts[@]}" kafka.Kafka "$data/server.properties" ;;
+  ready) ready ;;
   -h|--help|help) usage ;;
   *) usage >&2; exit 2 ;;
 esac

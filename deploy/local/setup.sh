@@ -3,12 +3,23 @@
 #   setup.sh system   Debian packages to build the Kafka client (and, with --test, to run the tests)
 #   setup.sh node     npm dependencies, building @confluentinc/kafka-javascript from its bundled librdkafka
 #   setup.sh helm     helm from the Go module proxy into the cache folder (chart tests)
+#   setup.sh docker   a Docker engine that answers: Debian's docker.io when dockerd is missing, the compose v2
+#                     plugin built from the Go module proxy, dockerd started in the background when none answers
+#   setup.sh debootstrap  debootstrap, to build the image's bases where no registry answers (base-images.sh)
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${PAGESTREAM_CACHE:-$HOME/.cache/pagestream}
 helm_version=${HELM_VERSION:-v4.3.1}
+compose_version=${COMPOSE_VERSION:-v2.40.3}
 log() { printf 'setup: %s\n' "$*" >&2; }
+
+# root runs commands as they are; anyone else through sudo, or is told what to run
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then env DEBIAN_FRONTEND=noninteractive "$@"
+  elif command -v sudo >/dev/null 2>&1; then sudo env DEBIAN_FRONTEND=noninteractive "$@"
+  else log "as root, please run: $*"; exit 1; fi
+}
 
 build_packages=(build-essential python3 curl libssl-dev zlib1g-dev libzstd-dev libsasl2-dev liblz4-dev libcurl4-openssl-dev)
 test_packages=(chromium kcat)
@@ -34,17 +45,14 @@ system() {
   command -v mvn >/dev/null 2>&1 || wanted+=(maven)
   mapfile -t missing < <(missing_packages "${wanted[@]}")
   [ ${#missing[@]} -eq 0 ] && return 0
-  if ! command -v apt-get >/dev/null 2>&1; then
-    log "please install: ${missing[*]} (Debian names; no apt-get here)"; exit 1
-  fi
-  local as_root=(env DEBIAN_FRONTEND=noninteractive)
-  if [ "$(id -u)" -ne 0 ]; then
-    command -v sudo >/dev/null 2>&1 || { log "as root, please run: apt-get install ${missing[*]}"; exit 1; }
-    as_root=(sudo env DEBIAN_FRONTEND=noninteractive)
-  fi
-  log "installing ${missing[*]}"
-  "${as_root[@]}" apt-get update -qq
-  "${as_root[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+  apt_install "${missing[@]}"
+}
+
+apt_install() {
+  command -v apt-get >/dev/null 2>&1 || { log "please install: $* (Debian names; no apt-get here)"; exit 1; }
+  log "installing $*"
+  as_root apt-get update -qq
+  as_root apt-get install -y -qq --no-install-recommends "$@" >/dev/null
 }
 
 kafka_client_loads() {
@@ -77,9 +85,53 @@ helm_bin() {
   echo "$bin"
 }
 
+# The compose v2 CLI plugin, built once per version from the Go module proxy (bookworm only has compose 1.29).
+compose_plugin() {
+  local bin=$cache/bin/docker-compose-$compose_version
+  local plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
+  if [ ! -x "$bin" ]; then
+    command -v go >/dev/null 2>&1 || { log "Go is needed to build docker compose $compose_version"; exit 1; }
+    log "building docker compose $compose_version from the Go module proxy (a few minutes the first time)"
+    # built as the main module, as upstream does: its go.mod has exclude directives `go install` refuses
+    local src
+    src=$(GOFLAGS=-mod=mod go mod download -json "github.com/docker/compose/v2@$compose_version" | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')
+    mkdir -p "$cache/bin"
+    (cd "$src" && CGO_ENABLED=0 GOFLAGS=-mod=readonly go build -trimpath -o "$bin.tmp" \
+      -ldflags "-s -w -X github.com/docker/compose/v2/internal.Version=$compose_version" ./cmd)
+    mv "$bin.tmp" "$bin"
+  fi
+  mkdir -p "$plugins"
+  install -m 0755 "$bin" "$plugins/docker-compose"
+}
+
+# Starts Debian's dockerd in the background; its pid file says this project started it.
+start_dockerd() {
+  local logfile=$cache/dockerd.log pidfile=$cache/dockerd.pid
+  log "starting dockerd in the background (log: $logfile)"
+  as_root sh -c "setsid nohup dockerd >'$logfile' 2>&1 </dev/null & echo \$! >'$pidfile'"
+  local deadline=$((SECONDS + ${DOCKERD_TIMEOUT:-60}))
+  until docker info >/dev/null 2>&1; do
+    if ! kill -0 "$(cat "$pidfile")" 2>/dev/null; then
+      log "dockerd exited during start-up; last lines of $logfile:"; tail -n 20 "$logfile" >&2; exit 1
+    fi
+    [ $SECONDS -lt $deadline ] || { log "dockerd did not answer within ${DOCKERD_TIMEOUT:-60}s; see $logfile"; exit 1; }
+    sleep 0.2
+  done
+}
+
+docker_engine() {
+  if docker info >/dev/null 2>&1 && docker compose version >/dev/null 2>&1; then return 0; fi
+  mkdir -p "$cache"
+  if ! command -v dockerd >/dev/null 2>&1 || ! command -v docker >/dev/null 2>&1; then apt_install docker.io; fi
+  docker compose version >/dev/null 2>&1 || compose_plugin
+  docker info >/dev/null 2>&1 || start_dockerd
+}
+
 case ${1:-} in
   system) shift; system "$@" ;;
   node) node_deps ;;
   helm) helm_bin ;;
-  *) echo "usage: $0 <system [--test]|node|helm>" >&2; exit 2 ;;
+  docker) docker_engine ;;
+  debootstrap) command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap ;;
+  *) echo "usage: $0 <system [--test]|node|helm|docker|debootstrap>" >&2; exit 2 ;;
 esac

@@ -1,0 +1,3 @@
+module pagestream.local/pause
+
+go 1.22
