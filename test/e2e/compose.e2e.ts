@@ -7,15 +7,15 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { parse } from 'yaml'
-import { chromiumPage } from '../helpers/browser.js'
-import { waitFor } from '../helpers/wait.js'
+import { chromiumPage } from '@pagestream/test-kit/browser'
+import { waitFor } from '@pagestream/test-kit'
 import { labPorts } from './lab-ports.js'
 
 const { ports: LAB_PORTS, env: LAB_PORT_ENV } = await labPorts()
 // after labPorts: the Kafka helpers read the broker address when they load
-const { readTopic, uniqueName, withAdmin } = await import('../helpers/kafka.js')
-const { ROOT } = await import('../helpers/process.js')
-const { ROLES } = await import('../helpers/roles.js')
+const { readTopic, uniqueName, withAdmin } = await import('@pagestream/test-kit')
+const { ROOT } = await import('@pagestream/test-kit')
+const { ROLES } = await import('@pagestream/test-kit/roles')
 
 const run = promisify(execFile)
 const image = process.env.IMAGE ?? 'pagestream:dev'

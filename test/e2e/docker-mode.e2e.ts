@@ -6,8 +6,8 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { uniqueName } from '../helpers/kafka.js'
-import { ROOT } from '../helpers/process.js'
+import { uniqueName } from '@pagestream/test-kit'
+import { ROOT } from '@pagestream/test-kit'
 
 const run = promisify(execFile)
 const script = join(ROOT, 'deploy/local/docker.sh')

@@ -7,10 +7,10 @@ import { mkdirSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
-import { chromiumPage } from '../helpers/browser.js'
-import { CHART, helmBinary } from '../helpers/helm.js'
-import { ROOT, freePort } from '../helpers/process.js'
-import { waitFor } from '../helpers/wait.js'
+import { chromiumPage } from '@pagestream/test-kit/browser'
+import { CHART, helmBinary } from '@pagestream/test-kit/helm'
+import { ROOT, freePort } from '@pagestream/test-kit'
+import { waitFor } from '@pagestream/test-kit'
 
 const exec = promisify(execFile)
 const K8S = join(ROOT, 'deploy', 'local', 'k8s')
@@ -49,10 +49,10 @@ async function viaIngress (path: string): Promise<{ status: number, body: any }>
 /** Publishes one lab event per tick until stopped; what the producer acknowledged (200) is kept. */
 function publisher (topic: string, nameOf: (i: number) => string, intervalMs = 100) {
   const acked: Array<{ name: string, date: string }> = []
-  let stopped = false
+  const stopping = new AbortController()
   let i = 0
   const done = (async () => {
-    while (!stopped) {
+    while (!stopping.signal.aborted) {
       const name = nameOf(i++)
       try {
         const answer = await viaIngress(`/publish/${topic}/${name}`)
@@ -61,7 +61,7 @@ function publisher (topic: string, nameOf: (i: number) => string, intervalMs = 1
       await new Promise((resolve) => setTimeout(resolve, intervalMs))
     }
   })()
-  return { acked, stop: async () => { stopped = true; await done } }
+  return { acked, stop: async () => { stopping.abort(); await done } }
 }
 
 /** Keys of a topic's committed records, read in the consumer role's pod with the image's console tool. */
