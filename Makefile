@@ -6,6 +6,15 @@ SHELL := /usr/bin/env bash
 TOPIC ?= R1
 IMAGE ?= pagestream:dev
 
+# The image's Node (24) first on PATH when the system's is older, so tests and local runs use the runtime users
+# get; fetched once into the cache folder (deploy/local/setup.sh runtime). Not for `make help`.
+ifneq ($(filter-out help,$(or $(MAKECMDGOALS),help)),)
+NODE_BIN := $(shell deploy/local/setup.sh runtime)
+ifneq ($(NODE_BIN),)
+export PATH := $(NODE_BIN):$(PATH)
+endif
+endif
+
 ##@ General
 
 .PHONY: help
