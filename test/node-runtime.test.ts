@@ -23,11 +23,12 @@ t.test('this suite runs on Node 24 or newer, and node_modules was installed for 
   t.equal(stamp, `node ${process.version} abi ${process.versions.modules}`)
 })
 
-t.test('a system Node older than 24: the cached Node 24 from the npm registry comes first', async (t) => {
-  const systemNode = await run('sh', ['-c', 'command -v node'], { env: { ...process.env, PATH: systemPath } })
-    .then(({ stdout }) => stdout.trim(), () => '')
-  const system = systemNode === '' ? '' : (await run(systemNode, ['--version'])).stdout.trim()
-  if (system === '' || major(system) >= 24) return t.skip(`the system's Node is ${system || 'missing'}`)
+const systemNode = await run('sh', ['-c', 'command -v node'], { env: { ...process.env, PATH: systemPath } })
+  .then(({ stdout }) => stdout.trim(), () => '')
+const system = systemNode === '' ? '' : (await run(systemNode, ['--version'])).stdout.trim()
+const skip = system === '' || major(system) >= 24 ? `the system's Node is ${system || 'missing'}` : false
+
+t.test('a system Node older than 24: the cached Node 24 from the npm registry comes first', { skip }, async (t) => {
   const folder = await runtimeFor(systemPath)
   t.not(folder, dirname(systemNode), `not the system's ${system}`)
   const { stdout } = await run(join(folder, 'node'), ['--version'])
