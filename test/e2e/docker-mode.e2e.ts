@@ -17,7 +17,8 @@ t.teardown(() => rmSync(folder, { recursive: true, force: true }))
 /** The mode docker.sh picks, with redpanda-compose.yml's third-party images replaced by `image`. */
 async function mode (image: string, env: NodeJS.ProcessEnv = {}): Promise<{ mode: string, reason: string }> {
   const override = join(folder, `${uniqueName('override')}.yml`)
-  writeFileSync(override, `services:\n${['redpanda', 'topics', 'console'].map((s) => `  ${s}:\n    image: ${image}\n`).join('')}`)
+  const services = ['redpanda', 'topics', 'console'].map((s) => `  ${s}:\n    image: ${image}\n`).join('')
+  writeFileSync(override, `services:\n${services}`)
   const { stdout, stderr } = await run(script, ['mode'], {
     env: { ...process.env, PAGESTREAM_COMPOSE_OVERRIDES: override, PULL_TIMEOUT: '120', ...env },
   })
@@ -37,12 +38,14 @@ t.test('every image is here: compose', async (t) => {
   t.same(await mode(tag), { mode: 'docker', reason: '' })
 })
 
-t.test('the engine answers but an image can be neither found nor pulled: local processes, and one line says why', async (t) => {
-  const absent = `${uniqueName('pagestream-test/absent').toLowerCase()}:1`
-  const { mode: chosen, reason } = await mode(absent)
-  t.equal(chosen, 'local')
-  t.equal(reason, `docker: ${absent} can be neither found here nor pulled; running local processes instead of compose`)
-})
+t.test('the engine answers but an image can be neither found nor pulled: local processes, and one line says why',
+  async (t) => {
+    const absent = `${uniqueName('pagestream-test/absent').toLowerCase()}:1`
+    const { mode: chosen, reason } = await mode(absent)
+    t.equal(chosen, 'local')
+    const why = `docker: ${absent} can be neither found here nor pulled; running local processes instead of compose`
+    t.equal(reason, why)
+  })
 
 t.test('no engine answers: local processes, and one line says why', async (t) => {
   const { mode: chosen, reason } = await mode(present, { DOCKER_HOST: `unix://${join(folder, 'no-docker.sock')}` })

@@ -4,8 +4,12 @@ import { createServer } from 'node:net'
 /** Distinct free ports: all held open together, then released. */
 async function freePorts (count: number): Promise<number[]> {
   const servers = Array.from({ length: count }, () => createServer())
-  await Promise.all(servers.map((server) => new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))))
-  const ports = servers.map((server) => { const address = server.address(); return typeof address === 'object' && address !== null ? address.port : 0 })
+  await Promise.all(servers.map((server) =>
+    new Promise<void>((resolve, reject) => server.once('error', reject).listen(0, '127.0.0.1', resolve))))
+  const ports = servers.map((server) => {
+    const address = server.address()
+    return typeof address === 'object' && address !== null ? address.port : 0
+  })
   await Promise.all(servers.map((server) => new Promise((resolve) => server.close(resolve))))
   return ports
 }
