@@ -46,7 +46,10 @@ const config = {
   WINDOW_IDLE_CLOSE_MS: Millis(5_000, 'an input partition without records this long closes its windows on the wall ' +
     'clock once their end plus the grace has passed (0: only new input closes windows)'),
   WINDOW_SLICE_MS: Millis(100, 'windows keep sub-totals per slice of this length, so rolling totals are exact to the slice; must divide the window size and advance, and the rolling spans must be whole slices', 1),
-  EVENT_MAX_FUTURE_MS: Millis(60_000, 'events dated further ahead of the clock go to the dead-letter topic (0: no limit); events within it count in their windows, but stream time never passes the wall clock, so they close no window early'),
+  EVENT_MAX_FUTURE_MS: Millis(60_000,
+    'events dated further ahead of the clock go to the dead-letter topic (0: no limit); ' +
+    'events within it count in their windows, but stream time never passes the wall clock, ' +
+    'so they close no window early'),
   LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),
   COMMIT_INTERVAL_MS: Millis(500, 'transaction interval: window updates, changelog and offsets commit together', 10),
   VIEW_RETENTION_MS: Millis(600_000, 'how much recent window history every replica holds for the SSE streams and the query API', 60_000),

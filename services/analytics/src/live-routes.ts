@@ -17,8 +17,13 @@ export interface LiveOptions {
   countSpanMs: number
   durationSpanMs: number
   intervalMs: number
-  sse: { maxClients: number, clientBufferBytes: number, stallTimeoutMs: number, heartbeatMs: number,
-    replayEvents: number }
+  sse: {
+    maxClients: number,
+    clientBufferBytes: number,
+    stallTimeoutMs: number,
+    heartbeatMs: number,
+    replayEvents: number
+  }
   /** Origins whose pages may read the streams and the query API (CORS); empty: none. */
   corsOrigins: readonly string[]
 }

@@ -70,7 +70,7 @@ export class AnalyticsView {
 
   constructor (
     readonly retentionMs: number,
-    private readonly onCombinedFinals: CombinedFinalsListener = () => {},
+    private readonly onCombinedFinals: CombinedFinalsListener = () => {}
   ) {}
 
   /** Keeps the record unless the view already holds a final of that window; a second writer's final is added. */

@@ -25,7 +25,8 @@ t.test('a start and a restart on several partitions log no errors; the restart n
   await writeRecords(topics.input, round(T0))
   // each page's window is final only after the start's seeks and its first batches are done
   const firstRecords = await readWindows(topics.output, PAGES.length, 60_000)
-  t.equal(firstRecords.filter((r) => r.final && r.start === T0 && r.count === 3).length, PAGES.length, 'every page counted')
+  t.equal(firstRecords.filter((r) => r.final && r.start === T0 && r.count === 3).length, PAGES.length,
+    'every page counted')
   t.equal(await first.stop(), 0, 'the first start exits cleanly')
   // a fresh broker may still be loading its transaction coordinator: librdkafka warns and retries
   t.same(loudLines(first, 40), [], 'no error lines from the first start to its stop')
@@ -34,7 +35,8 @@ t.test('a start and a restart on several partitions log no errors; the restart n
   const second = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, round(T0 + 1_000))
   const records = await readWindows(topics.output, PAGES.length * 2, 60_000)
-  t.equal(records.filter((r) => r.final && r.start === T0 + 1_000 && r.count === 4).length, PAGES.length, 'every page counted after the restart')
+  t.equal(records.filter((r) => r.final && r.start === T0 + 1_000 && r.count === 4).length, PAGES.length,
+    'every page counted after the restart')
   t.equal(await second.stop(), 0, 'the restart exits cleanly')
   t.same(loudLines(second, 30), [], 'no warning or error lines from the restart to its stop')
 })

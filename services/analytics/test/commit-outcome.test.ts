@@ -36,7 +36,8 @@ async function startProcessor (t: Teardown, topics: AnalyticsTopics, client: Kaf
   return processor
 }
 
-t.test('a commit reported failed that did land: the rewind starts at the offsets the group holds, counting nothing twice', async (t) => {
+t.test('a commit reported failed that did land: the rewind starts at the offsets the group ' +
+  'holds, counting nothing twice', async (t) => {
   const topics = await analyticsTopics(t, 'outcome', 1)
   await withAdmin((admin) => ensureChangelog(admin, topics.input, topics.changelog, 1))
   const { client, injected } = faultyClient(t, { commitLandsButFails: 1 })
@@ -48,11 +49,14 @@ t.test('a commit reported failed that did land: the rewind starts at the offsets
   // the processor rewound after the "failed" commit; now close the window
   await writeRecords(topics.input, [eventMessage({ page: 'o', user: 'close', at: T0 + 5_000, duration: 0 })])
   const finals = finalTable(await readWindows(topics.output, 1))
-  t.same(finals, [{ page: 'o', start: T0, end: T0 + 1_000, count: 6, durationSum: 6, distinctUsers: 6, longViews: 0 }], 'each event counted once')
-  t.match(await metrics.metrics(), /analytics_transactions_total\{result="aborted"\} 1\n/, 'the processor took the commit for failed')
+  t.same(finals, [{ page: 'o', start: T0, end: T0 + 1_000, count: 6, durationSum: 6, distinctUsers: 6, longViews: 0 }],
+    'each event counted once')
+  t.match(await metrics.metrics(), /analytics_transactions_total\{result="aborted"\} 1\n/,
+    'the processor took the commit for failed')
 })
 
-t.test('transactions that cannot begin: a new producer each time, not ready after 3 failures in a row, ready again once one commits', async (t) => {
+t.test('transactions that cannot begin: a new producer each time, not ready after 3 failures in a row, ' +
+  'ready again once one commits', async (t) => {
   const topics = await analyticsTopics(t, 'failing', 1)
   const { client, injected, producers } = faultyClient(t, { transactionFails: 3 })
   const metrics = new Registry()
@@ -70,10 +74,12 @@ t.test('transactions that cannot begin: a new producer each time, not ready afte
   t.equal(producers(), 4, 'a producer that could not begin a transaction was replaced each time')
   await writeRecords(topics.input, [eventMessage({ page: 'o', user: 'close', at: T0 + 5_000, duration: 0 })])
   const finals = finalTable(await readWindows(topics.output, 1))
-  t.same(finals, [{ page: 'o', start: T0, end: T0 + 1_000, count: 6, durationSum: 6, distinctUsers: 6, longViews: 0 }], 'each event counted once')
+  t.same(finals, [{ page: 'o', start: T0, end: T0 + 1_000, count: 6, durationSum: 6, distinctUsers: 6, longViews: 0 }],
+    'each event counted once')
 })
 
-t.test('stopping: a last commit that fails is aborted, without restoring the state from the changelog on the way out', async (t) => {
+t.test('stopping: a last commit that fails is aborted, ' +
+  'without restoring the state from the changelog on the way out', async (t) => {
   const topics = await analyticsTopics(t, 'stopping', 1)
   let failSends = false
   const { client, injected } = faultyClient(t, { sendBatchFails: () => failSends })

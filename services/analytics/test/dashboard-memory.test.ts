@@ -30,7 +30,8 @@ t.test('a dashboard left open keeps only what its chart can show, of the measure
   const later = await read()
   // one point (100 ms) and a frame or two of slack either way
   const slack = 500
-  t.ok(later.duration <= later.kept + slack, `the hidden duration series holds ${later.duration} ms of points, for a chart that keeps ${later.kept} ms`)
+  t.ok(later.duration <= later.kept + slack,
+    `the hidden duration series holds ${later.duration} ms of points, for a chart that keeps ${later.kept} ms`)
   t.ok(later.count <= later.kept + slack, `the charted count series holds ${later.count} ms (Smoothie trims it)`)
   t.ok(later.duration >= later.kept - slack, 'and still enough to fill the chart when switched to')
   t.same(errors, [], 'no script error')

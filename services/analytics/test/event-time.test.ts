@@ -19,7 +19,8 @@ async function writeTimestamped (topic: string, records: Array<{ key: string, va
 
 const counts = (rows: Array<{ page: string, start: number, count: number }>) => Object.fromEntries(rows.map((r) => [`${r.page}@${r.start - T0}`, r.count]))
 
-t.test('WINDOW_TIME_SOURCE: windows follow the PageEvent date by default, the record timestamp with "timestamp"', async (t) => {
+t.test('WINDOW_TIME_SOURCE: windows follow the PageEvent date by default, ' +
+  'the record timestamp with "timestamp"', async (t) => {
   // dates 300 ms apart from T0, timestamps 400 ms apart from T1: the two sources cut different windows
   const records = Array.from({ length: 6 }, (_, i) => ({
     ...eventMessage({ page: 'p', user: `U${i}`, at: T0 + i * 300, duration: 10 }),
@@ -33,7 +34,8 @@ t.test('WINDOW_TIME_SOURCE: windows follow the PageEvent date by default, the re
   await writeTimestamped(byDate.input, records)
   await writeTimestamped(byTimestamp.input, records)
 
-  t.same(counts(finalTable(await readWindows(byDate.output, 2))), { 'p@0': 4, 'p@1000': 2 }, 'date: 0, 300, 600, 900 ms | 1200, 1500 ms')
+  t.same(counts(finalTable(await readWindows(byDate.output, 2))), { 'p@0': 4, 'p@1000': 2 },
+    'date: 0, 300, 600, 900 ms | 1200, 1500 ms')
   t.same(counts(finalTable(await readWindows(byTimestamp.output, 3))), { 'p@3600000': 3, 'p@3601000': 2, 'p@3602000': 1 },
     'timestamp: 0, 400, 800 ms | 1200, 1600 ms | 2000 ms after T1')
 })

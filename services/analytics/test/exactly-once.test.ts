@@ -155,7 +155,8 @@ t.test('throughput: a backlog of events processed by one instance', async (t) =>
   t.same(finals, closed, 'and counted exactly')
 })
 
-t.test('fenced by a newer instance with its transactional.id: the processor steps down instead of fencing back, and the newer one counts everything once', async (t) => {
+t.test('fenced by a newer instance with its transactional.id: the processor steps down instead of fencing back, ' +
+  'and the newer one counts everything once', async (t) => {
   const topics = await analyticsTopics(t, 'fenced', 1)
   const fastify = await startAnalytics(t, { ...env(topics), ANALYTICS_INSTANCE_ID: 'fenced' })
   const at = (offset: number) => T0 + offset
@@ -178,7 +179,8 @@ t.test('fenced by a newer instance with its transactional.id: the processor step
     return ready.statusCode === 503 && /fenced by another instance .*stepped down/.test(ready.body)
   }, 30_000)
   const metrics = (await fastify.inject('/metrics')).body
-  t.match(metrics, /analytics_transactions_total\{result="aborted",role="analytics"\} 1\n/, 'one transaction failed, and it did not fence back and fail again')
+  t.match(metrics, /analytics_transactions_total\{result="aborted",role="analytics"\} 1\n/,
+    'one transaction failed, and it did not fence back and fail again')
   // 30 commit intervals: a processor fencing back would have failed again by now
   await new Promise((resolve) => setTimeout(resolve, 3_000))
   t.match((await fastify.inject('/metrics')).body, /analytics_transactions_total\{result="aborted",role="analytics"\} 1\n/, 'still one: the stepped-down instance tries no more transactions')

@@ -14,7 +14,8 @@ function events (from: number, count: number): PageEventSpec[] {
 
 const metric = async (url: string, pattern: RegExp) => pattern.test(await (await fetch(`${url}/metrics`)).text())
 
-t.test('a replica fenced by a static member with its instance id is not ready, and takes over again once that one is gone', async (t) => {
+t.test('a replica fenced by a static member with its instance id is not ready, ' +
+  'and takes over again once that one is gone', async (t) => {
   const topics = await analyticsTopics(t, 'fenced', 2)
   // ANALYTICS_INSTANCE_ID set: static membership (group.instance.id = transactional.id), as in compose;
   // no closing on the clock, so the fenced replica has nothing to commit: only its consumer learns of the fence.
@@ -32,11 +33,14 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
     const { status, detail } = await processorReadiness(survivor.url)
     return status === 503 && /stepped down until no other member .* uses instance id same/.test(detail)
   }, 30_000)
-  t.ok(await metric(survivor.url, /analytics_consumer_fatal_errors_total\{[^}]*\} 1\n/), 'the fatal consumer error is counted')
-  t.ok(await metric(survivor.url, /analytics_stand_downs_total\{[^}]*reason="consumer fatal error"[^}]*\} 1\n/), 'and so is the stand-down')
+  t.ok(await metric(survivor.url, /analytics_consumer_fatal_errors_total\{[^}]*\} 1\n/),
+    'the fatal consumer error is counted')
+  t.ok(await metric(survivor.url, /analytics_stand_downs_total\{[^}]*reason="consumer fatal error"[^}]*\} 1\n/),
+    'and so is the stand-down')
   await writeRecords(topics.input, events(300, 300).map(eventMessage))
   await waitFor('the intruder to own both partitions', async () => (await processorReadiness(intruder.url)).detail === 'owns partitions [0,1]', 45_000)
-  t.equal((await processorReadiness(survivor.url)).status, 503, 'the fenced replica stays out while the other one lives')
+  t.equal((await processorReadiness(survivor.url)).status, 503,
+    'the fenced replica stays out while the other one lives')
   await waitFor('its hop to stand down as well', async () =>
     await metric(survivor.url, /analytics_repartition_stand_downs_total\{[^}]*\} 1\n/), 30_000)
 
@@ -51,11 +55,13 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
 
   const expected = windowCounts(events(0, 900), 1000)
   const finals = finalTable(await readWindows(topics.output, expected.size, 60_000))
-  t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected), 'every window final once, each event counted once')
+  t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected),
+    'every window final once, each event counted once')
   t.equal(await survivor.stop(), 0, 'and it stops cleanly')
 })
 
-t.test('replicas started without ANALYTICS_INSTANCE_ID on one host get ids of their own and share the partitions', async (t) => {
+t.test('replicas started without ANALYTICS_INSTANCE_ID on one host get ids of their own ' +
+  'and share the partitions', async (t) => {
   const topics = await analyticsTopics(t, 'default-ids', 2)
   const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0' }
   const first = await startRole(t, 'analytics', env)

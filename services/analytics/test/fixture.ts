@@ -13,7 +13,12 @@ export async function analyticsTopics (t: Teardown, prefix: string, partitions =
   const output = uniqueName(`${prefix}-out`)
   const group = uniqueName(`${prefix}-group`)
   const names = {
-    input, output, group, changelog: `${group}-windows-changelog`, late: `${input}.late`, dlq: `${input}.dlq`,
+    input,
+    output,
+    group,
+    changelog: `${group}-windows-changelog`,
+    late: `${input}.late`,
+    dlq: `${input}.dlq`,
     repartition: `${group}-repartition`,
   }
   await createTopics(t, [input, output], partitions)

@@ -41,10 +41,14 @@ t.test('tumbling windows: exact finals with out-of-order, late and malformed inp
   ], 'one final record per closed window, with exact values')
 
   const open = records.filter((r) => r.page === 'home' && r.start === at(30_000))
-  t.ok(open.length >= 1 && open.every((r) => !r.final && r.count === 1), 'the open window is sent as updates, never as final')
+  t.ok(open.length >= 1 && open.every((r) => !r.final && r.count === 1),
+    'the open window is sent as updates, never as final')
   for (const record of records.filter((r) => !r.final)) {
     const final = records.find((r) => r.final && r.page === record.page && r.start === record.start)
-    if (final !== undefined) t.ok(record.count <= final.count, `update of ${record.page}@${record.start - T0} never exceeds its final`)
+    if (final !== undefined) {
+      t.ok(record.count <= final.count,
+      `update of ${record.page}@${record.start - T0} never exceeds its final`)
+    }
   }
 
   const late = await readTopic(topics.late, { count: 1 })
@@ -67,7 +71,8 @@ t.test('tumbling windows: exact finals with out-of-order, late and malformed inp
   t.match(metrics, /analytics_repartition_records_dead_lettered_total\{role="analytics"\} 1\n/)
 })
 
-t.test('an event dated ahead of the clock (within EVENT_MAX_FUTURE_MS) does not make on-time events late', async (t) => {
+t.test('an event dated ahead of the clock (within EVENT_MAX_FUTURE_MS) ' +
+  'does not make on-time events late', async (t) => {
   const topics = await analyticsTopics(t, 'future')
   // a grace of 3 s: on a busy machine the on-time event may take a second to be processed, and is still on time
   await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '3000' })
@@ -81,11 +86,14 @@ t.test('an event dated ahead of the clock (within EVENT_MAX_FUTURE_MS) does not 
   await waitFor('the clock to pass the window end plus grace', () => Date.now() > start + 4_100, 10_000, 20)
   await writeRecords(topics.input, [eventMessage({ page: 'f', user: 'next', at: Date.now(), duration: 3 })])
   const finals = finalTable(await readWindows(topics.output, 1))
-  t.same(finals, [{ page: 'f', start, end: start + 1000, count: 1, durationSum: 2, distinctUsers: 1, longViews: 0 }], 'the on-time event counted in its window')
-  t.same(await readTopic(topics.late, { count: 0, timeoutMs: 2_000, settleMs: 500 }), [], 'and nothing went to the late topic')
+  t.same(finals, [{ page: 'f', start, end: start + 1000, count: 1, durationSum: 2, distinctUsers: 1, longViews: 0 }],
+    'the on-time event counted in its window')
+  t.same(await readTopic(topics.late, { count: 0, timeoutMs: 2_000, settleMs: 500 }), [],
+    'and nothing went to the late topic')
 })
 
-t.test('hopping windows: every event in each of its windows, partly late events counted where still open', async (t) => {
+t.test('hopping windows: every event in each of its windows, ' +
+  'partly late events counted where still open', async (t) => {
   const topics = await analyticsTopics(t, 'hopping')
   await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '10000', WINDOW_ADVANCE_MS: '5000', WINDOW_GRACE_MS: '1000' })
   const events: PageEventSpec[] = [
@@ -121,7 +129,8 @@ t.test('SIGTERM: what was processed is committed before the process exits', asyn
   t.equal(await role.stop('SIGTERM'), 0, 'exit code 0')
   t.ok(Date.now() - stopping < 10_000, `stopped in ${Date.now() - stopping} ms`)
   const records = await readWindows(topics.output, 0)
-  t.same(records.map((r) => [r.page, r.count, r.final]), [['bye', 8, false]], 'the open window was committed on the way out')
+  t.same(records.map((r) => [r.page, r.count, r.final]), [['bye', 8, false]],
+    'the open window was committed on the way out')
 })
 
 t.test('a slice that does not fit the windows: the service refuses to start and names the variable', async (t) => {

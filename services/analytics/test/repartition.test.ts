@@ -79,7 +79,12 @@ async function listening (fastify: FastifyInstance): Promise<string> {
 }
 
 interface QueryWindow {
-  windowStart: string, count: number, durationSum: number, distinctUsers: number, longViews: number, final: boolean,
+  windowStart: string,
+  count: number,
+  durationSum: number,
+  distinctUsers: number,
+  longViews: number,
+  final: boolean,
   combinedFinals?: number
 }
 

@@ -11,7 +11,8 @@ function events (from: number, count: number): PageEventSpec[] {
   return Array.from({ length: count }, (_, i) => ({ page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1 }))
 }
 
-t.test('two replicas given the same ANALYTICS_INSTANCE_ID: the older steps down instead of both fencing each other forever', async (t) => {
+t.test('two replicas given the same ANALYTICS_INSTANCE_ID: ' +
+  'the older steps down instead of both fencing each other forever', async (t) => {
   const topics = await analyticsTopics(t, 'twins', 2)
   const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', COMMIT_INTERVAL_MS: '100', ANALYTICS_INSTANCE_ID: 'twin', ANALYTICS_STATIC_MEMBERSHIP: 'false' }
   const older = await startRole(t, 'analytics', env)
@@ -31,7 +32,8 @@ t.test('two replicas given the same ANALYTICS_INSTANCE_ID: the older steps down 
   await writeRecords(topics.input, [...events(600, 300), ...PAGES.map((page) => ({ page, user: 'flush', at: T0 + 60_000, duration: 0 }))].map(eventMessage))
   const expected = windowCounts(events(0, 900), 1000)
   const finals = finalTable(await readWindows(topics.output, expected.size, 60_000))
-  t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected), 'every window final once, each event counted once')
+  t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected),
+    'every window final once, each event counted once')
   const older503 = await processorReadiness(older.url)
   t.equal(older503.status, 503, 'the older replica stays not ready until restarted')
 })

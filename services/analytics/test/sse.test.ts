@@ -20,7 +20,8 @@ async function metric (fastify: FastifyInstance, pattern: RegExp): Promise<numbe
   return Number(pattern.exec(text)?.[1] ?? 0)
 }
 
-t.test('rolling totals: events of the last 5 s on /analytics, durations of the last 30 s on /analyticsAggregate', async (t) => {
+t.test('rolling totals: events of the last 5 s on /analytics, ' +
+  'durations of the last 30 s on /analyticsAggregate', async (t) => {
   const topics = await analyticsTopics(t, 'sse-rolling')
   // 1 s windows: the rolling total is exact to the second
   const fastify = await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '60000', SSE_INTERVAL_MS: '200' })
@@ -54,7 +55,8 @@ t.test('rolling totals: events of the last 5 s on /analytics, durations of the l
   t.same(counts.latest(), { rolling: 0 }, 'a quiet page reads 0')
 })
 
-t.test('a burst in one instant reads its exact size on /analytics until it leaves the 5 s span, then 0: no decay', async (t) => {
+t.test('a burst in one instant reads its exact size on /analytics until it leaves the 5 ' +
+  's span, then 0: no decay', async (t) => {
   const topics = await analyticsTopics(t, 'sse-burst')
   // the defaults: tumbling 5 s windows, 100 ms slices
   const fastify = await startAnalytics(t, { ...topicEnv(topics), WINDOW_GRACE_MS: '60000', SSE_INTERVAL_MS: '200' })
@@ -77,7 +79,8 @@ t.test('a burst in one instant reads its exact size on /analytics until it leave
   const readings = counts.events.slice(first).map((e) => (JSON.parse(e.data) as Record<string, number>).burst)
   t.ok(readings.length >= 5, `${readings.length} readings while the burst was in the span`)
   t.same([...new Set(readings)], [7, 0], `exactly 7 at every reading, then 0: ${readings.join(' ')}`)
-  t.ok(dropped >= leaves && dropped < leaves + 2000, `it left the span when its slice did (seen ${dropped - leaves} ms after)`)
+  t.ok(dropped >= leaves && dropped < leaves + 2000,
+    `it left the span when its slice did (seen ${dropped - leaves} ms after)`)
 
   const windows = await fastify.inject(`/api/pages/burst/windows?from=${new Date(at - 1).toISOString()}&to=${new Date(at + 1).toISOString()}`)
   const slices = (value: number) => Array.from({ length: 50 }, (_, i) => i === 47 ? value : 0)
@@ -85,7 +88,8 @@ t.test('a burst in one instant reads its exact size on /analytics until it leave
     'the window record carries the per-slice sub-totals')
 })
 
-t.test('a view-only replica with other window settings reads every window: the geometry comes with the R4 records', async (t) => {
+t.test('a view-only replica with other window settings reads every window: ' +
+  'the geometry comes with the R4 records', async (t) => {
   const topics = await analyticsTopics(t, 'sse-geometry')
   // the processor writes 1 s windows of 100 ms slices; the view-only replica is set to 30 s windows of 5 s slices
   await startAnalytics(t, { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '60000' })
@@ -121,7 +125,8 @@ t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, s
 
   const first = await SseClient.open(`${base}/analytics`)
   await waitFor('a few events', () => first.events.length >= 5)
-  t.ok(first.events.every((e) => e.id !== undefined && /^[0-9a-f]+-\d+$/.test(e.id)), 'every event has an id: <boot id>-<number>')
+  t.ok(first.events.every((e) => e.id !== undefined && /^[0-9a-f]+-\d+$/.test(e.id)),
+    'every event has an id: <boot id>-<number>')
   t.equal(new Set(first.events.map((e) => e.id!.split('-')[0])).size, 1, 'one boot id per process')
   const seqs = first.events.map((e) => Number(e.id!.split('-')[1]))
   const steps = seqs.slice(1).map((seq, i) => seq - seqs[i]!)
@@ -132,7 +137,8 @@ t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, s
   const seen = first.events.slice(0, 5)
   const resumed = await SseClient.open(`${base}/analytics`, { 'last-event-id': seen[1]!.id! })
   await waitFor('the replay', () => resumed.events.length >= 3)
-  t.same(resumed.events.slice(0, 3).map((e) => e.id), seen.slice(2, 5).map((e) => e.id), 'resume replays what followed Last-Event-ID, in order')
+  t.same(resumed.events.slice(0, 3).map((e) => e.id), seen.slice(2, 5).map((e) => e.id),
+    'resume replays what followed Last-Event-ID, in order')
   resumed.close()
   const boot = seen[0]!.id!.split('-')[0]!
   const seq = (id: string | undefined) => Number(id?.split('-')[1])
@@ -170,15 +176,22 @@ t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, s
   await waitFor('its connection to be closed', () => stalledClosed, 10_000)
   const before = reader.events.length
   await waitFor('the reading client to go on receiving', () => reader.events.length > before + 5)
-  t.equal(await metric(fastify, /^analytics_sse_clients_dropped_total\{[^}]*\} (\d+)/m), 1, 'only the stalled client was dropped')
+  t.equal(await metric(fastify, /^analytics_sse_clients_dropped_total\{[^}]*\} (\d+)/m), 1,
+    'only the stalled client was dropped')
 })
 
-t.test('Last-Event-ID of another replica (or an earlier run) is unknown: the newest event, not a replay of an unrelated history', async (t) => {
+t.test('Last-Event-ID of another replica (or an earlier run) is unknown: the newest event, ' +
+  'not a replay of an unrelated history', async (t) => {
   // two hubs: two replicas behind one service, each numbering its events from 1
   const app = Fastify({ logger: false })
   const hubs = [0, 1].map(() => new SseHub({
-    maxClients: 10, clientBufferBytes: 65_536, stallTimeoutMs: 30_000, heartbeatMs: 60_000, replayEvents: 100,
-    log: app.log, metrics: new Registry(),
+    maxClients: 10,
+    clientBufferBytes: 65_536,
+    stallTimeoutMs: 30_000,
+    heartbeatMs: 60_000,
+    replayEvents: 100,
+    log: app.log,
+    metrics: new Registry(),
   }))
   app.get('/a', (request, reply) => { hubs[0]!.open('c', request, reply) })
   app.get('/b', (request, reply) => { hubs[1]!.open('c', request, reply) })
@@ -196,7 +209,8 @@ t.test('Last-Event-ID of another replica (or an earlier run) is unknown: the new
   await waitFor('an event on b', () => foreign.events.length >= 1)
   hubs[1]!.publish('c', '"b6"')
   await waitFor('the next event on b', () => foreign.events.length >= 2)
-  t.same(foreign.events.map((e) => e.data), ['"b5"', '"b6"'], 'an id of replica a gets b\'s newest event, then what follows')
+  t.same(foreign.events.map((e) => e.data), ['"b5"', '"b6"'],
+    'an id of replica a gets b\'s newest event, then what follows')
   foreign.close()
   const old = await SseClient.open(`${base}/b`, { 'last-event-id': '2' })
   await waitFor('an event on b', () => old.events.length >= 1)
@@ -204,13 +218,19 @@ t.test('Last-Event-ID of another replica (or an earlier run) is unknown: the new
   old.close()
 })
 
-t.test('a client whose socket does not drain is dropped after SSE_STALL_TIMEOUT_MS, before its byte bound', async (t) => {
+t.test('a client whose socket does not drain is dropped after ' +
+  'SSE_STALL_TIMEOUT_MS, before its byte bound', async (t) => {
   const app = Fastify({ logger: false })
   const metrics = new Registry()
   // a buffer bound no test would reach: only the stall timeout can drop the client
   const hub = new SseHub({
-    maxClients: 10, clientBufferBytes: 1 << 30, stallTimeoutMs: 500, heartbeatMs: 60_000, replayEvents: 10,
-    log: app.log, metrics,
+    maxClients: 10,
+    clientBufferBytes: 1 << 30,
+    stallTimeoutMs: 500,
+    heartbeatMs: 60_000,
+    replayEvents: 10,
+    log: app.log,
+    metrics,
   })
   app.get('/s', (request, reply) => { hub.open('s', request, reply) })
   app.get('/other', (request, reply) => { hub.open('other', request, reply) })

@@ -27,19 +27,37 @@ t.test('a window closes when stream time minus grace reaches its end', async (t)
 
 t.test('window state survives the changelog encoding, user set and slices included', async (t) => {
   const state = {
-    page: 'p|1', start: 5000, end: 10_000, count: 3, durationSum: 30, users: new Set(['a', 'b']), longViews: 1,
-    sliceMs: 1000, sliceCounts: [1, 0, 0, 2, 0], sliceDurationSums: [5, 0, 0, 25, 0],
+    page: 'p|1',
+    start: 5000,
+    end: 10_000,
+    count: 3,
+    durationSum: 30,
+    users: new Set(['a', 'b']),
+    longViews: 1,
+    sliceMs: 1000,
+    sliceCounts: [1, 0, 0, 2, 0],
+    sliceDurationSums: [5, 0, 0, 25, 0],
   }
   t.same(decodeWindowState(encodeWindowState(state)), state)
   const record = windowRecord(state, true)
   t.same(record, {
-    page: 'p|1', windowStart: '1970-01-01T00:00:05.000Z', windowEnd: '1970-01-01T00:00:10.000Z', count: 3, durationSum: 30, distinctUsers: 2, longViews: 1, final: true,
-    sliceMs: 1000, sliceCounts: [1, 0, 0, 2, 0], sliceDurationSums: [5, 0, 0, 25, 0],
+    page: 'p|1',
+    windowStart: '1970-01-01T00:00:05.000Z',
+    windowEnd: '1970-01-01T00:00:10.000Z',
+    count: 3,
+    durationSum: 30,
+    distinctUsers: 2,
+    longViews: 1,
+    final: true,
+    sliceMs: 1000,
+    sliceCounts: [1, 0, 0, 2, 0],
+    sliceDurationSums: [5, 0, 0, 25, 0],
   }, 'the R4 value keeps every field it had and adds the slices')
   t.ok(Value.Check(WindowRecordSchema, record))
 })
 
-t.test('a changelog value is validated, not cast: one that is not a window state throws, naming the problem', async (t) => {
+t.test('a changelog value is validated, not cast: ' +
+  'one that is not a window state throws, naming the problem', async (t) => {
   const windows = new PartitionWindows(tumbling, 100)
   const value = { page: 'p', start: 0, end: 5000, count: 1, durationSum: 1, users: ['a'], longViews: 0 }
   t.throws(() => { decodeWindowState(JSON.stringify({ ...value, users: 'a' })) }, /not a window state: \/users/)
@@ -70,7 +88,8 @@ t.test('a changelog value or R4 record from before slices reads as one slice: th
   t.same(view.rolling(12_000, 5000, 'count'), { p: 3 }, 'it counts whole while it reaches into the span')
   t.same(view.rolling(14_999, 5000, 'count'), { p: 0 }, 'and not once it is out')
   view.apply({ ...legacy, sliceMs: 1000, sliceCounts: [3], sliceDurationSums: [30] })
-  t.same(view.rolling(12_000, 5000, 'count'), { p: 3 }, 'slices that do not fit the window are ignored: one slice again')
+  t.same(view.rolling(12_000, 5000, 'count'), { p: 3 },
+    'slices that do not fit the window are ignored: one slice again')
 })
 
 t.test('partition windows: counting, closing, late events, pending work and restore', async (t) => {
@@ -97,27 +116,33 @@ t.test('partition windows: counting, closing, late events, pending work and rest
   t.equal(restored.streamTime, 7000)
   t.same(restored.add(event(5500, 'y')), { missed: 0, counted: 1 })
   pending = restored.pending()
-  t.same(pending.updated.map((w) => [w.count, w.sliceCounts]), [[3, [1, 2, 0, 0, 0]]], 'restored windows continue counting, slices too')
+  t.same(pending.updated.map((w) => [w.count, w.sliceCounts]), [[3, [1, 2, 0, 0, 0]]],
+    'restored windows continue counting, slices too')
   t.equal(pending.streamTime, undefined, 'stream time did not move')
 })
 
-t.test('stream time never passes the clock: an event dated ahead closes no window that on-time events still arrive for', async (t) => {
+t.test('stream time never passes the clock: an event dated ahead closes no window that on-time ' +
+  'events still arrive for', async (t) => {
   const now = 1_000_000
   const windows = new PartitionWindows(tumbling, 100)
-  t.same(windows.add(event(now + 59_000, 'ahead'), now), { missed: 0, counted: 1 }, 'the event dated ahead is counted in its own window')
+  t.same(windows.add(event(now + 59_000, 'ahead'), now), { missed: 0, counted: 1 },
+    'the event dated ahead is counted in its own window')
   t.equal(windows.streamTime, now, 'stream time stops at the clock')
   t.equal(windows.closeExpired(), 0)
-  t.same(windows.add(event(now - 1_500, 'on-time'), now + 10), { missed: 0, counted: 1 }, 'an on-time event is not late')
+  t.same(windows.add(event(now - 1_500, 'on-time'), now + 10), { missed: 0, counted: 1 },
+    'an on-time event is not late')
   t.equal(windows.streamTime, now, 'and an older one does not move it back')
   t.same(windows.add(event(now + 4_000, 'later'), now + 4_000), { missed: 0, counted: 1 })
   t.equal(windows.closeExpired(), 1, 'the on-time window closes once the clock passes its end plus grace')
   windows.add(event(now + 6_000), now + 6_000)
   t.equal(windows.closeExpired(), 1, 'and the next one in turn')
-  t.same(windows.pending().closed.map((w) => [w.start, w.count]), [[995_000, 1], [1_000_000, 1]], 'each with its own events')
+  t.same(windows.pending().closed.map((w) => [w.start, w.count]), [[995_000, 1], [1_000_000, 1]],
+    'each with its own events')
   t.ok(windows.windows.has(`p|${now + 55_000}`))
 })
 
-t.test('closing on the clock: stream time moves just far enough to close the windows whose end plus grace has passed', async (t) => {
+t.test('closing on the clock: stream time moves just far enough to close the windows whose ' +
+  'end plus grace has passed', async (t) => {
   const windows = new PartitionWindows(tumbling, 100)
   windows.add(event(1_000, 'a'))
   windows.add(event(3_000, 'b'))
@@ -183,7 +208,8 @@ t.test('view: tiles of the rolling span, totals cut at slice boundaries, zeros f
   t.same(view.rolling(10_000, 5000, 'count'), { a: 3, b: 0 }, 'at 10 s: [6 s, 10 s], the slice at 5 s is out')
   t.same(view.rolling(10_999, 5000, 'count'), { a: 3, b: 0 })
   t.same(view.rolling(11_000, 5000, 'count'), { a: 4, b: 0 }, 'at 11 s the slice at 11 s comes in')
-  t.same(view.rolling(12_000, 5000, 'count'), { a: 4, b: 0 }, 'slices in the span only: no share of the older window is guessed')
+  t.same(view.rolling(12_000, 5000, 'count'), { a: 4, b: 0 },
+    'slices in the span only: no share of the older window is guessed')
   t.same(view.rolling(13_999, 5000, 'count'), { a: 4, b: 0 }, 'the event at 9 s is still inside')
   t.same(view.rolling(14_000, 5000, 'count'), { a: 3, b: 0 }, 'and gone with the slice at 14 s')
   t.same(view.rolling(9000, 5000, 'count'), { a: 2, b: 0 }, 'at 9 s: [5 s, 9 s], the slice at 4 s of b is out')
@@ -262,7 +288,8 @@ t.test('a burst reads its exact size at every moment until it leaves the span, t
   }
 })
 
-t.test('a steady stream reads flat: the same at each phase of every slice, never more than the span holds, never less than one slice fewer', async (t) => {
+t.test('a steady stream reads flat: the same at each phase of every slice, never more than the span holds, ' +
+  'never less than one slice fewer', async (t) => {
   // one event every 100 ms, 10 a second; the span holds the current slice and the 4 before it
   const steady = Array.from({ length: 600 }, (_, i) => event(i * 100, `U${i % 7}`, 5))
   const reference = readings(specs['tumbling 5 s']!, steady, 10_000, 50_000, 50)
@@ -272,7 +299,8 @@ t.test('a steady stream reads flat: the same at each phase of every slice, never
   }
   const byPhase = new Map<number, Set<number>>()
   for (const { now, value } of reference) byPhase.set(now % 1000, (byPhase.get(now % 1000) ?? new Set()).add(value))
-  t.ok([...byPhase.values()].every((values) => values.size === 1), 'one value per phase: no saw-tooth at window boundaries')
+  t.ok([...byPhase.values()].every((values) => values.size === 1),
+    'one value per phase: no saw-tooth at window boundaries')
   t.ok(reference.every(({ value }) => value >= 41 && value <= 50), 'between 4 s and 5 s worth of events')
   for (const [name, spec] of Object.entries(specs)) {
     t.same(readings(spec, steady, 10_000, 50_000, 50), reference, `${name} reads the same numbers`)

@@ -40,7 +40,8 @@ export const role: Role<typeof config> = {
     const producer = fastify.kafka.client.producer(producerProperties({ deliveryTimeoutMs: config.PUBLISH_TIMEOUT_MS }))
     await producer.connect()
     fastify.addHook('onClose', async () => {
-      await producer.flush({ timeout: config.PUBLISH_TIMEOUT_MS }).catch((err: Error) => fastify.log.warn({ err }, 'flush on close failed'))
+      await producer.flush({ timeout: config.PUBLISH_TIMEOUT_MS }).catch((err: Error) => fastify.log.warn({ err },
+        'flush on close failed'))
       await producer.disconnect()
     })
 

@@ -27,7 +27,7 @@ export class Publisher {
     private readonly kafka: KafkaContext,
     metrics: Registry,
     private readonly log: FastifyBaseLogger,
-    private readonly timeoutMs: number,
+    private readonly timeoutMs: number
   ) {
     this.#published = new Counter({ name: 'pagestream_events_published_total', help: 'events acknowledged by the broker', labelNames: ['topic'], registers: [metrics] })
     this.#refused = new Counter({ name: 'pagestream_publish_failures_total', help: 'events the broker did not acknowledge', labelNames: ['topic', 'reason'], registers: [metrics] })
@@ -50,7 +50,8 @@ export class Publisher {
       this.#refused.inc({ topic, reason: 'not-acknowledged' }, failed.length)
       const acknowledged = outcomes.length - failed.length
       // the client library's reason stays in our log; the client learns what was and was not written
-      this.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, topic, failed: failed.length }, 'events not acknowledged')
+      this.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, topic, failed: failed.length },
+        'events not acknowledged')
       // an unacknowledged send may still have reached the log (a broker killed before it answered)
       throw new HttpError(503,
         `the broker did not acknowledge ${failed.length} of ${outcomes.length} events: ` +

@@ -24,7 +24,10 @@ export class TopicPolicy {
   check (topic: string): void {
     const problem = topicNameProblem(topic)
     if (problem !== null) throw new HttpError(400, `invalid topic name: ${problem}`)
-    if (isInternalTopic(topic)) throw new HttpError(403, `topic "${topic}" is internal to the broker and cannot be published to`)
+    if (isInternalTopic(topic)) {
+      throw new HttpError(403,
+      `topic "${topic}" is internal to the broker and cannot be published to`)
+    }
     if (!this.#allowed.has(topic)) {
       throw new HttpError(403, `topic "${topic}" is not open for publishing (allowed: ${this.topics.join(', ')})`)
     }

@@ -162,9 +162,12 @@ t.test('SIGTERM during a burst of publishes loses no acknowledged event', async 
   t.ok(refused > 0, `requests after SIGTERM were refused (${refused}), acknowledged ${acknowledged.length}`)
   const records = await readTopic(topic, { count: acknowledged.length })
   const onTopic = new Set(records.map((r) => r.headers['event-id']))
-  t.equal(acknowledged.filter((id) => !onTopic.has(id)).length, 0, `all ${acknowledged.length} acknowledged events are on the topic`)
+  t.equal(acknowledged.filter((id) => !onTopic.has(id)).length, 0,
+    `all ${acknowledged.length} acknowledged events are on the topic`)
   t.equal(records.length, acknowledged.length, 'and nothing else: no request was processed without its answer')
   const users = new Set(records.map((r) => (JSON.parse(r.value ?? '{}') as { user: string }).user))
-  t.same(broken.filter((b) => users.has(b.user)), [], `connections reset during close (${broken.length}) carried requests never processed`)
-  t.ok(broken.every((b) => b.outcome === 'ECONNRESET'), 'the only other outcome is a reset of a connection not yet read')
+  t.same(broken.filter((b) => users.has(b.user)), [],
+    `connections reset during close (${broken.length}) carried requests never processed`)
+  t.ok(broken.every((b) => b.outcome === 'ECONNRESET'),
+    'the only other outcome is a reset of a connection not yet read')
 })

@@ -23,7 +23,9 @@ const config = {
   }),
   TRANSFORMER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 10_000, default: 500, description: 'most input records per transaction' }),
   TRANSFORMER_DELIVERY_TIMEOUT_MS: Type.Integer({
-    minimum: 1_000, maximum: 300_000, default: 10_000,
+    minimum: 1_000,
+    maximum: 300_000,
+    default: 10_000,
     description: 'longest wait for the broker to acknowledge a transaction\'s records before the transaction is aborted and retried (transaction.timeout.ms is 10 s more)',
   }),
 }

@@ -38,7 +38,7 @@ export function traceId (source: { topic: string, partition: number, message: Ka
  * leave the safe-integer range, and such an event must not reach R3 as if it were valid.
  */
 export function transformBatch (
-  topic: string, partition: number, messages: KafkaMessage[], writer: DeadLetterWriter = { role: 'transformer' },
+  topic: string, partition: number, messages: KafkaMessage[], writer: DeadLetterWriter = { role: 'transformer' }
 ): TransformedBatch {
   const outputs: TransformedBatch['outputs'] = []
   const deadLetters: TransformedBatch['deadLetters'] = []

@@ -42,8 +42,10 @@ t.test('SIGKILL several times while events flow: the output holds each input exa
     'read_committed: every input exactly once, transformed, keyed by the new name')
   const uncommitted = await readTopic(topics.output, { count: events.length, readCommitted: false, settleMs: 1_000 })
   t.comment(`a read_uncommitted reader sees ${uncommitted.length - events.length} records of the transactions the kills cut short`)
-  t.ok(uncommitted.length > events.length, 'the kills did cut transactions short: their records are in the log, aborted')
-  t.equal((await readTopic(topics.deadLetters, { count: 0, settleMs: 500 })).length, 0, 'no valid record was dead-lettered on the way')
+  t.ok(uncommitted.length > events.length,
+    'the kills did cut transactions short: their records are in the log, aborted')
+  t.equal((await readTopic(topics.deadLetters, { count: 0, settleMs: 500 })).length, 0,
+    'no valid record was dead-lettered on the way')
 })
 
 t.test('SIGTERM mid-stream: exits 0 in time, and a successor continues exactly where it stopped', async (t) => {
@@ -72,13 +74,15 @@ t.test('SIGTERM mid-stream: exits 0 in time, and a successor continues exactly w
   const second = await startTransformer(t, topics, 'term')
   await writing
   await waitFor('the successor to transform the rest', async () => (await status(second)).counts.transformed >= events.length - (stopped?.transformed ?? 0), 30_000, 50)
-  t.equal((await status(second)).counts.transformed, events.length - (stopped?.transformed ?? 0), 'the successor redid nothing its predecessor had committed')
+  t.equal((await status(second)).counts.transformed, events.length - (stopped?.transformed ?? 0),
+    'the successor redid nothing its predecessor had committed')
   const outputs = await readTopic(topics.output, { count: events.length, settleMs: 1_500 })
   t.same(exactlyOnceReport(events, outputs), { count: events.length, duplicates: [], missing: [], wrong: [] })
   t.comment(`graceful shutdown took ${shutdownMs} ms (a transaction was ${stopLine?.batchInFlight === true ? '' : 'not '}in flight at SIGTERM)`)
 })
 
-t.test('a killed instance that never returns (a new pod name) is replaced: still exactly once, after the timeouts', async (t) => {
+t.test('a killed instance that never returns (a new pod name) is replaced: ' +
+  'still exactly once, after the timeouts', async (t) => {
   const topics = await pipeline(t, 'tr-gone')
   const events = inputEvents(6_000, 'gone')
   // the shortest transaction timeout (11 s), so the open transaction of the vanished instance is aborted soon;

@@ -33,8 +33,13 @@ export interface TransformerStatus {
   groupInstanceId: string | null
   assignment: number[] | null
   counts: {
-    transformed: number, deadLettered: number, transactionsCommitted: number, transactionsAborted: number,
-    producerReplacements: number, timesFenced: number, consumerFatalErrors: number
+    transformed: number,
+    deadLettered: number,
+    transactionsCommitted: number,
+    transactionsAborted: number,
+    producerReplacements: number,
+    timesFenced: number,
+    consumerFatalErrors: number
   }
   lastError: string | null
 }

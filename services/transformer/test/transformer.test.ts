@@ -6,11 +6,13 @@ import { DLQ_HEADERS } from '@pagestream/core'
 import { ROOT, createTopics, deleteTopics, readTopic, topicExists, waitFor, writeRecords } from '@pagestream/test-kit'
 import { asRecords, exactlyOnceReport, inputEvents, pipeline, startTransformer, status, writeSteadily } from './support.js'
 
-t.test('valid records come out transformed on the output topic; malformed ones go to the DLQ and the role goes on', async (t) => {
+t.test('valid records come out transformed on the output topic; ' +
+  'malformed ones go to the DLQ and the role goes on', async (t) => {
   const topics = await pipeline(t, 'tr-e2e')
   const transformer = await startTransformer(t, topics, 'e2e')
   const ready = await (await fetch(`${transformer.url}/health/ready`)).json() as { checks: Record<string, { ok: boolean, detail?: string }> }
-  t.same(ready.checks['consumer-group'], { ok: true, detail: `3 partition(s) of ${topics.input} assigned` }, 'ready only once the group was joined')
+  t.same(ready.checks['consumer-group'], { ok: true, detail: `3 partition(s) of ${topics.input} assigned` },
+    'ready only once the group was joined')
 
   const valid = inputEvents(30, 'e2e')
   const records = asRecords(valid)
@@ -24,11 +26,13 @@ t.test('valid records come out transformed on the output topic; malformed ones g
   await writeRecords(topics.input, [...records.slice(0, 10), poison[0]!, poison[1]!, ...records.slice(10, 20), poison[2]!, poison[3]!, ...records.slice(20)])
 
   const outputs = await readTopic(topics.output, { count: valid.length })
-  t.same(exactlyOnceReport(valid, outputs), { count: 30, duplicates: [], missing: [], wrong: [] }, 'every valid record transformed, once, keyed by its new name')
+  t.same(exactlyOnceReport(valid, outputs), { count: 30, duplicates: [], missing: [], wrong: [] },
+    'every valid record transformed, once, keyed by its new name')
   const sample = outputs.find((r) => r.headers['event-id'] === 'e2e-3')
   t.equal(sample?.key, 'STRASSE', 'keyed by the new page name')
   t.equal(sample?.value, JSON.stringify({ name: 'STRASSE', user: 'U3', date: '2023-11-14T22:13:20.003Z', duration: 6 }))
-  t.same(sample?.headers, { 'content-type': 'application/json', 'event-id': 'e2e-3' }, 'the headers of pageEventMessage, with the input event id')
+  t.same(sample?.headers, { 'content-type': 'application/json', 'event-id': 'e2e-3' },
+    'the headers of pageEventMessage, with the input event id')
 
   const letters = await readTopic(topics.deadLetters, { count: poison.length })
   t.equal(letters.length, poison.length, 'every malformed record is in the DLQ, once')
@@ -52,7 +56,10 @@ t.test('valid records come out transformed on the output topic; malformed ones g
 
   const current = await status(transformer)
   t.match(current, {
-    transactionalId: `${topics.group}-e2e`, groupInstanceId: `${topics.group}-e2e`, assignment: [0, 1, 2], lastError: null,
+    transactionalId: `${topics.group}-e2e`,
+    groupInstanceId: `${topics.group}-e2e`,
+    assignment: [0, 1, 2],
+    lastError: null,
     counts: { transformed: 30, deadLettered: 4, transactionsAborted: 0 },
   })
   t.equal((await fetch(`${transformer.url}/health/ready`)).status, 200, 'still ready after the poison')
@@ -101,7 +108,8 @@ t.test('configuration: --help lists the variables; a bad topic name stops start-
   t.match((bad as { stderr: string }).stderr, /TRANSFORMER_OUTPUT_TOPIC: must be/)
 })
 
-t.test('a failing transaction is aborted and retried from the committed offset: no duplicates, readiness says so', async (t) => {
+t.test('a failing transaction is aborted and retried from the committed offset: ' +
+  'no duplicates, readiness says so', async (t) => {
   const topics = await pipeline(t, 'tr-abort')
   const transformer = await startTransformer(t, topics, 'abort', { TRANSFORMER_DELIVERY_TIMEOUT_MS: '1000' })
   // without its dead-letter topic (the producer never creates topics) a batch with poison cannot commit
@@ -117,23 +125,27 @@ t.test('a failing transaction is aborted and retried from the committed offset: 
   t.match(unready.checks.transactions, { ok: false, detail: /^transactions failing: / })
   // records before the poison may have come in an earlier batch of their own; nothing behind it can pass
   const blocked = (await readTopic(topics.output, { count: 0, settleMs: 500 })).map((r) => r.headers['event-id'])
-  t.ok(blocked.every((id) => ['abort-0', 'abort-1', 'abort-2', 'abort-3', 'abort-4'].includes(id ?? '')), `nothing from behind the poison is visible to read_committed (${blocked.join(',')})`)
+  t.ok(blocked.every((id) => ['abort-0', 'abort-1', 'abort-2', 'abort-3', 'abort-4'].includes(id ?? '')),
+    `nothing from behind the poison is visible to read_committed (${blocked.join(',')})`)
   t.equal(new Set(blocked).size, blocked.length, 'and nothing of the aborted attempts')
 
   await createTopics(t, [topics.deadLetters], 3)
   const outputs = await readTopic(topics.output, { count: valid.length, settleMs: 1_000 })
-  t.same(exactlyOnceReport(valid, outputs), { count: valid.length, duplicates: [], missing: [], wrong: [] }, 'after recovery: each valid record once')
+  t.same(exactlyOnceReport(valid, outputs), { count: valid.length, duplicates: [], missing: [], wrong: [] },
+    'after recovery: each valid record once')
   const letters = await readTopic(topics.deadLetters, { count: 1, settleMs: 500 })
   t.same(letters.map((r) => r.headers['event-id']), ['poison'], 'the poison once in the DLQ')
   const attempts = await readTopic(topics.output, { count: valid.length, readCommitted: false, settleMs: 500 })
-  t.ok(attempts.length > valid.length, `a read_uncommitted reader sees the aborted attempts too (${attempts.length} records)`)
+  t.ok(attempts.length > valid.length,
+    `a read_uncommitted reader sees the aborted attempts too (${attempts.length} records)`)
   await waitFor('readiness to return', async () => (await fetch(`${transformer.url}/health/ready`)).status === 200, 10_000)
   const { counts } = await status(transformer)
   t.match(counts, { transformed: 10, deadLettered: 1 })
   t.ok(counts.transactionsAborted >= 3)
 })
 
-t.test('two instances wrongly sharing one instance id: the older steps down, the newer writes each input once', async (t) => {
+t.test('two instances wrongly sharing one instance id: the older steps down, ' +
+  'the newer writes each input once', async (t) => {
   const topics = await pipeline(t, 'tr-twins')
   const env = { TRANSFORMER_STATIC_MEMBERSHIP: 'false', TRANSFORMER_BATCH_SIZE: '50' }
   const first = await startTransformer(t, topics, 'twin', env)
@@ -150,7 +162,8 @@ t.test('two instances wrongly sharing one instance id: the older steps down, the
   await waitFor('the newer one to own every partition', async () => (await status(second)).assignment?.length === 3, 20_000, 50)
   await writing
   const outputs = await readTopic(topics.output, { count: events.length, timeoutMs: 30_000, settleMs: 1_500 })
-  t.same(exactlyOnceReport(events, outputs), { count: events.length, duplicates: [], missing: [], wrong: [] }, 'each input once')
+  t.same(exactlyOnceReport(events, outputs), { count: events.length, duplicates: [], missing: [], wrong: [] },
+    'each input once')
   t.equal((await fetch(`${second.url}/health/ready`)).status, 200, 'the newer one is ready')
   t.equal((await status(first)).assignment, null, 'the older one left the group')
 })
