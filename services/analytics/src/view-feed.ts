@@ -54,7 +54,11 @@ export class ViewFeed {
 
   readiness (): { ok: boolean, detail?: string } {
     if (!this.#started) return { ok: false, detail: 'connecting to the output topic' }
-    if (this.#catchingUp.size > 0) return { ok: false, detail: `catching up on partitions [${[...this.#catchingUp].join(',')}]` }
+    if (this.#catchingUp.size > 0) {
+      return {
+        ok: false, detail: `catching up on partitions [${[...this.#catchingUp].join(',')}]`,
+      }
+    }
     return { ok: true }
   }
 

@@ -15,7 +15,9 @@ const root = join(import.meta.dirname, '..', '..', '..')
  */
 function describeTopic (topic: string): Map<string, string> {
   execFileSync(join(root, 'deploy', 'local', 'broker.sh'), ['jars'], { stdio: 'ignore' })
-  const version = /<kafka\.version>(.*)<\/kafka\.version>/.exec(readFileSync(join(root, 'deploy', 'local', 'pom.xml'), 'utf8'))?.[1]
+  const version = /<kafka\.version>(.*)<\/kafka\.version>/.exec(
+    readFileSync(join(root, 'deploy', 'local', 'pom.xml'), 'utf8')
+  )?.[1]
   const libs = join(process.env.PAGESTREAM_CACHE ?? join(homedir(), '.cache', 'pagestream'), `kafka-${version}`, 'libs',
     '*')
   const out = execFileSync('java', ['-cp', libs, 'kafka.admin.ConfigCommand', '--bootstrap-server', TEST_BROKERS,
@@ -42,5 +44,8 @@ t.test('a new changelog rolls its segments within minutes and is compacted eager
 t.test('an existing changelog whose partition count differs from the input is refused', async (t) => {
   const topics = await analyticsTopics(t, 'changelog-count', 2)
   const other = await analyticsTopics(t, 'changelog-other', 3)
-  await t.rejects(withAdmin((admin) => ensureChangelog(admin, topics.input, other.input, 1)), /has 3 partitions but .* has 2; they must match/)
+  await t.rejects(
+    withAdmin((admin) => ensureChangelog(admin, topics.input, other.input, 1)),
+    /has 3 partitions but .* has 2; they must match/
+  )
 })

@@ -13,13 +13,21 @@ function round (at: number): Array<{ key: string, value: string }> {
 }
 
 function loudLines (role: RunningRole, aboveLevel: number): unknown[] {
-  return role.logs().filter((line) => Number(line.level) > aboveLevel).map((line) => ({ level: line.level, msg: line.msg }))
+  return role.logs().filter((line) => Number(line.level) > aboveLevel).map(
+    (line) => ({ level: line.level, msg: line.msg })
+  )
 }
 
 t.test('a start and a restart on several partitions log no errors; the restart nothing above info', async (t) => {
   const topics = await analyticsTopics(t, 'clean-start', 12)
   // windows close by event time only, so the restart's round can add to the window the flush opened
-  const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', COMMIT_INTERVAL_MS: '100', WINDOW_IDLE_CLOSE_MS: '0' }
+  const env = {
+    ...topicEnv(topics),
+    WINDOW_SIZE_MS: '1000',
+    WINDOW_GRACE_MS: '0',
+    COMMIT_INTERVAL_MS: '100',
+    WINDOW_IDLE_CLOSE_MS: '0',
+  }
 
   const first = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, round(T0))

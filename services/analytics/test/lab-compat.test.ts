@@ -11,7 +11,16 @@ t.test('ANALYTICS_COMPAT_TOPIC: a Java LongDeserializer reads every window updat
   const compat = uniqueName('compat-counts')
   t.teardown(() => deleteTopics([compat]))
   // created by the role at start; the windows close on the clock, so no later event adds records
-  await startAnalytics(t, { ...topicEnv(topics), ANALYTICS_COMPAT_TOPIC: compat, WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', WINDOW_IDLE_CLOSE_MS: '500' })
+  await startAnalytics(
+    t,
+    {
+      ...topicEnv(topics),
+      ANALYTICS_COMPAT_TOPIC: compat,
+      WINDOW_SIZE_MS: '1000',
+      WINDOW_GRACE_MS: '0',
+      WINDOW_IDLE_CLOSE_MS: '500',
+    }
+  )
   await writeRecords(topics.input, [
     ...[0, 1, 2].map((i) => eventMessage({ page: 'home', user: `U${i}`, at: T0 + i, duration: 1 })),
     ...[0, 1].map((i) => eventMessage({ page: 'blog', user: `U${i}`, at: T0 + i, duration: 1 })),

@@ -9,7 +9,9 @@ import { WindowRecordSchema, windowRecord } from '../src/window-record.js'
 
 const tumbling = { sizeMs: 5000, advanceMs: 5000, graceMs: 1000, sliceMs: 1000 }
 const hopping = { sizeMs: 10_000, advanceMs: 5000, graceMs: 0, sliceMs: 1000 }
-const event = (at: number, user = 'U', duration = 0, name = 'p') => ({ name, user, date: new Date(at).toISOString(), duration })
+const event = (at: number, user = 'U', duration = 0, name = 'p') => ({
+  name, user, date: new Date(at).toISOString(), duration,
+})
 
 t.test('window starts: one tumbling window, size/advance hopping windows, oldest first', async (t) => {
   t.same(windowStartsFor(0, tumbling), [0])
@@ -61,7 +63,9 @@ t.test('a changelog value is validated, not cast: ' +
   const windows = new PartitionWindows(tumbling, 100)
   const value = { page: 'p', start: 0, end: 5000, count: 1, durationSum: 1, users: ['a'], longViews: 0 }
   t.throws(() => { decodeWindowState(JSON.stringify({ ...value, users: 'a' })) }, /not a window state: \/users/)
-  t.throws(() => { windows.restore('p|0', JSON.stringify({ ...value, count: -1 })) }, /changelog record p\|0: .*\/count/)
+  t.throws(
+    () => { windows.restore('p|0', JSON.stringify({ ...value, count: -1 })) }, /changelog record p\|0: .*\/count/
+  )
   t.throws(() => { windows.restore(STREAM_TIME_KEY, 'soon') }, /not a stream time/)
   t.equal(windows.windows.size, 0, 'nothing half restored')
   windows.restore('p|0', JSON.stringify(value))
@@ -69,19 +73,35 @@ t.test('a changelog value is validated, not cast: ' +
 })
 
 t.test('a changelog value or R4 record from before slices reads as one slice: the whole window', async (t) => {
-  const old = JSON.stringify({ page: 'p', start: 5000, end: 10_000, count: 3, durationSum: 30, users: ['a'], longViews: 0 })
+  const old = JSON.stringify({
+    page: 'p', start: 5000, end: 10_000, count: 3, durationSum: 30, users: ['a'], longViews: 0,
+  })
   const state = decodeWindowState(old)
   t.same([state.sliceMs, state.sliceCounts, state.sliceDurationSums], [5000, [3], [30]])
   const windows = new PartitionWindows(tumbling, 100)
   windows.restore('p|5000', old)
   windows.add(event(9999, 'b', 7))
   t.same(windows.windows.get('p|5000')?.sliceCounts, [4], 'the restored window goes on counting into its one slice')
-  t.same(windows.pending().updated.map((w) => windowRecord(w, false)).map((r) => [r.count, r.sliceMs, r.sliceCounts, r.sliceDurationSums]), [[4, 5000, [4], [37]]])
+  t.same(
+    windows.pending().updated.map((w) => windowRecord(w, false)).map(
+      (r) => [r.count, r.sliceMs, r.sliceCounts, r.sliceDurationSums]
+    ),
+    [[4, 5000, [4], [37]]]
+  )
   const fresh = new PartitionWindows(tumbling, 100)
   fresh.add(event(9999, 'b', 7))
   t.same(fresh.windows.get('p|5000')?.sliceCounts, [0, 0, 0, 0, 1], 'a new window has the configured slices')
 
-  const legacy = { page: 'p', windowStart: new Date(5000).toISOString(), windowEnd: new Date(10_000).toISOString(), count: 3, durationSum: 30, distinctUsers: 1, longViews: 0, final: true }
+  const legacy = {
+    page: 'p',
+    windowStart: new Date(5000).toISOString(),
+    windowEnd: new Date(10_000).toISOString(),
+    count: 3,
+    durationSum: 30,
+    distinctUsers: 1,
+    longViews: 0,
+    final: true,
+  }
   t.ok(Value.Check(WindowRecordSchema, legacy), 'an R4 record without slices is still a window record')
   const view = new AnalyticsView(60_000)
   view.apply(legacy)
@@ -99,7 +119,10 @@ t.test('partition windows: counting, closing, late events, pending work and rest
   windows.add(event(6500, 'b', 101))
   t.equal(windows.closeExpired(), 1, 'stream time 6.5 s closes [0, 5 s) with 1 s grace')
   let pending = windows.pending()
-  t.same(pending.closed.map((w) => [w.start, w.count, w.users.size, w.longViews, w.sliceCounts, w.sliceDurationSums]), [[0, 2, 1, 1, [0, 1, 1, 0, 0], [0, 150, 50, 0, 0]]])
+  t.same(
+    pending.closed.map((w) => [w.start, w.count, w.users.size, w.longViews, w.sliceCounts, w.sliceDurationSums]),
+    [[0, 2, 1, 1, [0, 1, 1, 0, 0], [0, 150, 50, 0, 0]]]
+  )
   t.same(pending.updated.map((w) => w.start), [5000])
   t.equal(pending.streamTime, 6500)
   windows.committed()
@@ -108,8 +131,28 @@ t.test('partition windows: counting, closing, late events, pending work and rest
   t.notOk(windows.hasPending(), 'and changes nothing')
 
   const restored = new PartitionWindows(tumbling, 100)
-  restored.restore('p|0', encodeWindowState({ ...emptyWindow('p', 0, 5000, 1000), count: 1, durationSum: 1, users: new Set(['x']), sliceCounts: [1, 0, 0, 0, 0], sliceDurationSums: [1, 0, 0, 0, 0] }))
-  restored.restore('p|5000', encodeWindowState({ ...emptyWindow('p', 5000, 10_000, 1000), count: 2, durationSum: 2, users: new Set(['x']), sliceCounts: [0, 2, 0, 0, 0], sliceDurationSums: [0, 2, 0, 0, 0] }))
+  restored.restore(
+    'p|0',
+    encodeWindowState({
+      ...emptyWindow('p', 0, 5000, 1000),
+      count: 1,
+      durationSum: 1,
+      users: new Set(['x']),
+      sliceCounts: [1, 0, 0, 0, 0],
+      sliceDurationSums: [1, 0, 0, 0, 0],
+    })
+  )
+  restored.restore(
+    'p|5000',
+    encodeWindowState({
+      ...emptyWindow('p', 5000, 10_000, 1000),
+      count: 2,
+      durationSum: 2,
+      users: new Set(['x']),
+      sliceCounts: [0, 2, 0, 0, 0],
+      sliceDurationSums: [0, 2, 0, 0, 0],
+    })
+  )
   restored.restore('p|0', null)
   restored.restore(STREAM_TIME_KEY, '7000')
   t.same([...restored.windows.keys()], ['p|5000'], 'a tombstone removes the window')
@@ -225,7 +268,11 @@ t.test('view: tiles of the rolling span, totals cut at slice boundaries, zeros f
 
   const hop = new AnalyticsView(60_000)
   const hopping = (view: AnalyticsView, advance: number) => {
-    for (let start = 0; start <= 12_000; start += advance) view.apply(windowRecord(emptyWindow('h', start, start + 5000, 1000), false))
+    for (let start = 0; start <= 12_000; start += advance) {
+      view.apply(
+        windowRecord(emptyWindow('h', start, start + 5000, 1000), false)
+      )
+    }
   }
   hopping(hop, 1000)
   t.same(hop.tiles('h', 12_500, 5000), [{ start: 8000, until: 12_501 }, { start: 3000, until: 8000 }],
@@ -254,7 +301,9 @@ function pipeline (spec: WindowSpec) {
 }
 
 /** Readings of the view while the clock runs from `from` to `to` in `step` ms, events arriving as they happen. */
-function readings (spec: WindowSpec, events: Event[], from: number, to: number, step: number, spanMs = 5000): Array<{ now: number, value: number }> {
+function readings (spec: WindowSpec, events: Event[], from: number, to: number, step: number, spanMs = 5000): Array<{
+  now: number, value: number,
+}> {
   const { view, add } = pipeline(spec)
   const queue = [...events].sort((a, b) => Date.parse(a.date) - Date.parse(b.date))
   const result: Array<{ now: number, value: number }> = []
@@ -310,7 +359,9 @@ t.test('a steady stream reads flat: the same at each phase of every slice, never
 t.test('random traffic: every window shape reads exactly the events dated in the span', async (t) => {
   let seed = 42
   const random = () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 }
-  const traffic = Array.from({ length: 400 }, () => event(Math.floor(random() * 40_000), 'U', Math.floor(random() * 300)))
+  const traffic = Array.from(
+    { length: 400 }, () => event(Math.floor(random() * 40_000), 'U', Math.floor(random() * 300))
+  )
   for (const [name, spec] of Object.entries(specs)) {
     const read = readings(spec, traffic, 0, 45_000, 37)
     const wrong = read.filter(({ now, value }) => {
@@ -322,9 +373,19 @@ t.test('random traffic: every window shape reads exactly the events dated in the
 })
 
 t.test('window spec: the slice must divide size and advance, the spans must be whole slices', async (t) => {
-  const defaults = { WINDOW_SIZE_MS: 5000, WINDOW_ADVANCE_MS: 0, WINDOW_GRACE_MS: 2000, WINDOW_SLICE_MS: 1000, ROLLING_COUNT_SPAN_MS: 5000, ROLLING_DURATION_SPAN_MS: 30_000 }
+  const defaults = {
+    WINDOW_SIZE_MS: 5000,
+    WINDOW_ADVANCE_MS: 0,
+    WINDOW_GRACE_MS: 2000,
+    WINDOW_SLICE_MS: 1000,
+    ROLLING_COUNT_SPAN_MS: 5000,
+    ROLLING_DURATION_SPAN_MS: 30_000,
+  }
   t.same(windowSpec(defaults), { sizeMs: 5000, advanceMs: 5000, graceMs: 2000, sliceMs: 1000 })
-  t.same(windowSpec({ ...defaults, WINDOW_SIZE_MS: 10_000, WINDOW_ADVANCE_MS: 2000 }), { sizeMs: 10_000, advanceMs: 2000, graceMs: 2000, sliceMs: 1000 })
+  t.same(
+    windowSpec({ ...defaults, WINDOW_SIZE_MS: 10_000, WINDOW_ADVANCE_MS: 2000 }),
+    { sizeMs: 10_000, advanceMs: 2000, graceMs: 2000, sliceMs: 1000 }
+  )
   const problems = (settings: Partial<typeof defaults>): string[] => {
     try {
       windowSpec({ ...defaults, ...settings })
@@ -334,11 +395,20 @@ t.test('window spec: the slice must divide size and advance, the spans must be w
       return err.problems
     }
   }
-  t.same(problems({ WINDOW_SIZE_MS: 1500 }), ['WINDOW_SLICE_MS: must divide WINDOW_SIZE_MS (1500) and the window advance (1500), e.g. 750 (got 1000)'])
+  t.same(
+    problems({ WINDOW_SIZE_MS: 1500 }),
+    ['WINDOW_SLICE_MS: must divide WINDOW_SIZE_MS (1500) and the window advance (1500), e.g. 750 (got 1000)']
+  )
   t.match(problems({ WINDOW_ADVANCE_MS: 2500 }), [/^WINDOW_SLICE_MS: must divide .* e\.g\. 625 \(got 1000\)$/])
   t.match(problems({ WINDOW_ADVANCE_MS: 6000 }), [/^WINDOW_ADVANCE_MS: must not exceed WINDOW_SIZE_MS/])
-  t.match(problems({ WINDOW_SIZE_MS: 3_600_000, WINDOW_SLICE_MS: 1000 }), [/^WINDOW_SLICE_MS: at most 1000 slices per window, so at least 3600/])
+  t.match(
+    problems({ WINDOW_SIZE_MS: 3_600_000, WINDOW_SLICE_MS: 1000 }),
+    [/^WINDOW_SLICE_MS: at most 1000 slices per window, so at least 3600/]
+  )
   t.same(problems({ WINDOW_SIZE_MS: 3_600_000, WINDOW_SLICE_MS: 5000 }), [])
-  t.match(problems({ WINDOW_SLICE_MS: 2000, WINDOW_SIZE_MS: 10_000 }), [/^ROLLING_COUNT_SPAN_MS: must be a multiple of WINDOW_SLICE_MS \(2000\)/])
+  t.match(
+    problems({ WINDOW_SLICE_MS: 2000, WINDOW_SIZE_MS: 10_000 }),
+    [/^ROLLING_COUNT_SPAN_MS: must be a multiple of WINDOW_SLICE_MS \(2000\)/]
+  )
   t.match(problems({ ROLLING_DURATION_SPAN_MS: 30_500 }), [/^ROLLING_DURATION_SPAN_MS: must be a multiple/])
 })

@@ -7,7 +7,8 @@ export class TopicPolicy {
   /** What is wrong with an allow-list (PRODUCER_TOPICS): topics that may not be published to. */
   static allowListProblems (allowList: readonly string[]): string[] {
     return allowList.flatMap((topic) => {
-      const problem = topicNameProblem(topic) ?? (isInternalTopic(topic) ? 'internal topics cannot be published to' : null)
+      const problem = topicNameProblem(topic) ??
+        (isInternalTopic(topic) ? 'internal topics cannot be published to' : null)
       return problem === null ? [] : [`PRODUCER_TOPICS: "${topic}" is refused: ${problem}`]
     })
   }

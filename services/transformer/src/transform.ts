@@ -5,7 +5,9 @@ import {
 
 /** The lab's function: the same view with `duration` doubled and `name` and `user` upper-cased. */
 export function transformPageEvent (event: PageEvent): PageEvent {
-  return { name: event.name.toUpperCase(), user: event.user.toUpperCase(), date: event.date, duration: event.duration * 2 }
+  return {
+    name: event.name.toUpperCase(), user: event.user.toUpperCase(), date: event.date, duration: event.duration * 2,
+  }
 }
 
 export interface TransformedBatch {
@@ -29,7 +31,9 @@ function headerText (value: HeaderValue): string | undefined {
  * derived from where the record was read, which stays the same however often the batch is retried.
  */
 export function traceId (source: { topic: string, partition: number, message: KafkaMessage }): string {
-  return headerText(source.message.headers?.[EVENT_ID_HEADER]) ?? `${source.topic}:${source.partition}:${source.message.offset}`
+  return headerText(
+    source.message.headers?.[EVENT_ID_HEADER]
+  ) ?? `${source.topic}:${source.partition}:${source.message.offset}`
 }
 
 /**

@@ -5,14 +5,24 @@ import { traceId, transformBatch, transformPageEvent } from '../src/transform.js
 const event = { name: 'blog', user: 'u2', date: '2023-09-30T22:40:16.975Z', duration: 7587 }
 
 function record (offset: number, value: string | null, headers: Record<string, string | Buffer> = {}): KafkaMessage {
-  return { key: Buffer.from('k'), value: value === null ? null : Buffer.from(value), offset: String(offset), timestamp: '0', attributes: 0, headers }
+  return {
+    key: Buffer.from('k'),
+    value: value === null ? null : Buffer.from(value),
+    offset: String(offset),
+    timestamp: '0',
+    attributes: 0,
+    headers,
+  }
 }
 
 t.test('transformPageEvent doubles the duration and upper-cases name and user, nothing else', async (t) => {
   const input = { ...event }
   t.same(transformPageEvent(input), { name: 'BLOG', user: 'U2', date: '2023-09-30T22:40:16.975Z', duration: 15174 })
   t.same(input, event, 'the input is not mutated')
-  t.same(transformPageEvent({ ...event, name: 'straße', duration: 0 }), { ...event, name: 'STRASSE', user: 'U2', duration: 0 })
+  t.same(
+    transformPageEvent({ ...event, name: 'straße', duration: 0 }),
+    { ...event, name: 'STRASSE', user: 'U2', duration: 0 }
+  )
 })
 
 t.test('transformBatch: valid records become R3 messages keyed by the new name, ' +
