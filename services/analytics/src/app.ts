@@ -10,18 +10,26 @@ import { WindowProcessor } from './processor.js'
 import { ensureRepartitionTopic, repartitionStage, repartitionTopic } from './repartition.js'
 import { TimeSourceSchema, windowSpec } from './window-geometry.js'
 
-const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({ minimum, default: defaultValue, description })
+const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({
+  minimum, default: defaultValue, description,
+})
 
 const config = {
   ...commonConfig('analytics', ROLE_PORTS.analytics),
   ANALYTICS_INPUT_TOPIC: TopicName('R2', 'topic of page events to window'),
   ANALYTICS_OUTPUT_TOPIC: TopicName('R4', 'topic of window records, keyed by page'),
-  ANALYTICS_CHANGELOG_TOPIC: TopicName('', 'compacted changelog of window state (empty: <group id>-windows-changelog)', { optional: true }),
-  ANALYTICS_LATE_TOPIC: TopicName('', 'topic for events later than the grace period (empty: <input>.late)', { optional: true }),
+  ANALYTICS_CHANGELOG_TOPIC: TopicName(
+    '', 'compacted changelog of window state (empty: <group id>-windows-changelog)', { optional: true }
+  ),
+  ANALYTICS_LATE_TOPIC: TopicName(
+    '', 'topic for events later than the grace period (empty: <input>.late)', { optional: true }
+  ),
   ANALYTICS_COMPAT_TOPIC: TopicName('', 'also write every window update as the lab did, to this topic: ' +
     'key = page (String), value = count (8-byte big-endian Long, for LongDeserializer readers); empty: not written',
   { optional: true }),
-  ANALYTICS_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-analytics', description: 'consumer group of the processor replicas' }),
+  ANALYTICS_GROUP_ID: Type.String({
+    minLength: 1, default: 'pagestream-analytics', description: 'consumer group of the processor replicas',
+  }),
   ANALYTICS_INSTANCE_ID: Type.String({
     default: '',
     description: 'id of this replica, unique per replica and stable across its restarts (a StatefulSet pod name); ' +
@@ -38,28 +46,44 @@ const config = {
     description: 'every writer keys the input by page with one partitioner: skip the repartition hop ' +
       '(<group id>-repartition) and window the input directly; false counts right whatever the keys and partitions',
   }),
-  ANALYTICS_PROCESSOR: Type.Boolean({ default: true, description: 'run the R2 -> R4 processor (false: serve the view of R4 only)' }),
+  ANALYTICS_PROCESSOR: Type.Boolean({
+    default: true, description: 'run the R2 -> R4 processor (false: serve the view of R4 only)',
+  }),
   WINDOW_SIZE_MS: Millis(5_000, 'window length on event time', 1),
   WINDOW_ADVANCE_MS: Millis(0, 'hop between window starts; 0: equal to the size (tumbling windows)'),
   WINDOW_GRACE_MS: Millis(2_000, 'how long after its end a window still accepts out-of-order events'),
   WINDOW_TIME_SOURCE: TimeSourceSchema,
   WINDOW_IDLE_CLOSE_MS: Millis(5_000, 'an input partition without records this long closes its windows on the wall ' +
     'clock once their end plus the grace has passed (0: only new input closes windows)'),
-  WINDOW_SLICE_MS: Millis(100, 'windows keep sub-totals per slice of this length, so rolling totals are exact to the slice; must divide the window size and advance, and the rolling spans must be whole slices', 1),
-  EVENT_MAX_FUTURE_MS: Millis(60_000, 'events dated further ahead of the clock go to the dead-letter topic (0: no limit); events within it count in their windows, but stream time never passes the wall clock, so they close no window early'),
+  WINDOW_SLICE_MS: Millis(100, 'windows keep sub-totals per slice of this length, so rolling totals are exact to the ' +
+    'slice; must divide the window size and advance, and the rolling spans must be whole slices', 1),
+  EVENT_MAX_FUTURE_MS: Millis(60_000,
+    'events dated further ahead of the clock go to the dead-letter topic (0: no limit); ' +
+    'events within it count in their windows, but stream time never passes the wall clock, ' +
+    'so they close no window early'),
   LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),
   COMMIT_INTERVAL_MS: Millis(500, 'transaction interval: window updates, changelog and offsets commit together', 10),
-  VIEW_RETENTION_MS: Millis(600_000, 'how much recent window history every replica holds for the SSE streams and the query API', 60_000),
+  VIEW_RETENTION_MS: Millis(
+    600_000, 'how much recent window history every replica holds for the SSE streams and the query API', 60_000
+  ),
   ROLLING_COUNT_SPAN_MS: Millis(5_000, 'span of the rolling count on /analytics', 1),
   ROLLING_DURATION_SPAN_MS: Millis(30_000, 'span of the rolling duration sum on /analyticsAggregate', 1),
   SSE_INTERVAL_MS: Millis(1_000, 'SSE push interval (changes are pushed sooner)', 10),
   SSE_HEARTBEAT_MS: Millis(15_000, 'interval of the SSE heartbeat comment', 10),
-  SSE_MAX_CLIENTS: Type.Integer({ minimum: 1, default: 200, description: 'event-stream clients served at once; more get 503' }),
-  SSE_CLIENT_BUFFER_BYTES: Type.Integer({ minimum: 1024, default: 262_144, description: 'unread bytes after which a slow SSE client is dropped' }),
-  SSE_REPLAY_EVENTS: Type.Integer({ minimum: 1, default: 120, description: 'events per stream kept for Last-Event-ID resume' }),
+  SSE_MAX_CLIENTS: Type.Integer({
+    minimum: 1, default: 200, description: 'event-stream clients served at once; more get 503',
+  }),
+  SSE_CLIENT_BUFFER_BYTES: Type.Integer({
+    minimum: 1024, default: 262_144, description: 'unread bytes after which a slow SSE client is dropped',
+  }),
+  SSE_REPLAY_EVENTS: Type.Integer({
+    minimum: 1, default: 120, description: 'events per stream kept for Last-Event-ID resume',
+  }),
   SSE_STALL_TIMEOUT_MS: Millis(30_000, 'an SSE client whose socket has not drained for this long is dropped', 100),
   ...corsConfig(),
-  WEB_ROOT: Type.String({ default: '', description: 'folder of the dashboard files (empty: the @pagestream/web package)' }),
+  WEB_ROOT: Type.String({
+    default: '', description: 'folder of the dashboard files (empty: the @pagestream/web package)',
+  }),
 }
 
 export type AnalyticsConfig = StaticDecode<TObject<typeof config>>

@@ -27,7 +27,9 @@ export const CHANGELOG_CONFIG: Readonly<Record<string, string>> = {
  * A new changelog gets CHANGELOG_CONFIG; an existing one is left as it is (the admin API of
  * @confluentinc/kafka-javascript has no describeConfigs/alterConfigs), see the README.
  */
-export async function ensureChangelog (admin: Admin, input: string, changelog: string, replication: number): Promise<void> {
+export async function ensureChangelog (
+  admin: Admin, input: string, changelog: string, replication: number
+): Promise<void> {
   await ensureCopartitioned(admin, input, changelog, replication, CHANGELOG_CONFIG)
 }
 
@@ -41,7 +43,7 @@ export function windowKey (page: string, start: number): string {
 
 const Whole = Type.Integer({ minimum: 0 })
 /** Changelog value of an open window: its whole state, user set and slices included, so a restore is exact. */
-const WindowStateValue = Type.Object({
+const WindowStateValueSchema = Type.Object({
   page: Type.String(),
   start: Type.Integer(),
   end: Type.Integer(),
@@ -54,7 +56,7 @@ const WindowStateValue = Type.Object({
   sliceCounts: Type.Optional(Type.Array(Whole)),
   sliceDurationSums: Type.Optional(Type.Array(Whole)),
 })
-type WindowStateValue = Static<typeof WindowStateValue>
+type WindowStateValue = Static<typeof WindowStateValueSchema>
 
 /** One record of the changelog, written to the partition of the input partition whose state it holds. */
 export interface ChangelogRecord { key: string, value: string | null, partition: number }
@@ -71,8 +73,8 @@ export function encodeWindowState (state: WindowState): string {
  */
 export function decodeWindowState (value: string): WindowState {
   const raw: unknown = JSON.parse(value)
-  if (!Value.Check(WindowStateValue, raw)) {
-    const problem = Value.Errors(WindowStateValue, raw).First()
+  if (!Value.Check(WindowStateValueSchema, raw)) {
+    const problem = Value.Errors(WindowStateValueSchema, raw).First()
     throw new Error(`not a window state: ${problem?.path || '/'} ${problem?.message ?? ''}`.trimEnd())
   }
   const { page, start, end, count, durationSum, users, longViews } = raw

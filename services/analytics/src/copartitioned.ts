@@ -4,7 +4,7 @@ import type { Admin } from '@pagestream/core'
 
 /** Creates `topic` with the partition count of `source`, or refuses an existing one whose count differs. */
 export async function ensureCopartitioned (
-  admin: Admin, source: string, topic: string, replication: number, config: Readonly<Record<string, string>> = {},
+  admin: Admin, source: string, topic: string, replication: number, config: Readonly<Record<string, string>> = {}
 ): Promise<void> {
   const partitions = await partitionCount(admin, source)
   // a topic created a moment ago may be missing from the list yet, and then creating it answers "exists"

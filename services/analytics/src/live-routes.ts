@@ -17,8 +17,13 @@ export interface LiveOptions {
   countSpanMs: number
   durationSpanMs: number
   intervalMs: number
-  sse: { maxClients: number, clientBufferBytes: number, stallTimeoutMs: number, heartbeatMs: number,
-    replayEvents: number }
+  sse: {
+    maxClients: number,
+    clientBufferBytes: number,
+    stallTimeoutMs: number,
+    heartbeatMs: number,
+    replayEvents: number
+  }
   /** Origins whose pages may read the streams and the query API (CORS); empty: none. */
   corsOrigins: readonly string[]
 }
@@ -27,7 +32,9 @@ export interface LiveOptions {
 const CHANGE_PUSH_DELAY_MS = 100
 
 const WindowsQuery = Type.Object({
-  from: Type.Optional(Type.String({ format: 'date-time', description: 'start of the range (ISO 8601); default: the view retention ago' })),
+  from: Type.Optional(
+    Type.String({ format: 'date-time', description: 'start of the range (ISO 8601); default: the view retention ago' })
+  ),
   to: Type.Optional(Type.String({ format: 'date-time', description: 'end of the range (ISO 8601); default: now' })),
 })
 const WindowsParams = Type.Object({ page: Type.String({ minLength: 1, maxLength: 256 }) })
@@ -75,7 +82,14 @@ export async function liveRoutes (fastify: FastifyInstance, options: LiveOptions
     pending = setTimeout(pushNow, Math.max(0, lastPush + CHANGE_PUSH_DELAY_MS - Date.now()))
   }
 
-  const feed = new ViewFeed({ admin: options.admin, connection: options.connection, topic: options.outputTopic, view, log: fastify.log.child({ component: 'view' }), onChange })
+  const feed = new ViewFeed({
+    admin: options.admin,
+    connection: options.connection,
+    topic: options.outputTopic,
+    view,
+    log: fastify.log.child({ component: 'view' }),
+    onChange,
+  })
   fastify.health.addCheck('view', () => feed.readiness())
   fastify.addHook('preClose', async () => {
     clearInterval(ticker)
@@ -86,21 +100,31 @@ export async function liveRoutes (fastify: FastifyInstance, options: LiveOptions
   await feed.start()
 
   app.get('/analytics', {
-    schema: { description: `SSE: page -> events over the last ${options.countSpanMs} ms, about every ${options.intervalMs} ms`, response: { 503: ErrorResponse } },
+    schema: {
+      description: `SSE: page -> events over the last ${options.countSpanMs} ms, about every ${options.intervalMs} ms`,
+      response: { 503: ErrorResponse },
+    },
   }, (request, reply) => { hub.open('analytics', request, reply) })
 
   app.get('/analyticsAggregate', {
-    schema: { description: `SSE: page -> sum of duration over the last ${options.durationSpanMs} ms`, response: { 503: ErrorResponse } },
+    schema: {
+      description: `SSE: page -> sum of duration over the last ${options.durationSpanMs} ms`,
+      response: { 503: ErrorResponse },
+    },
   }, (request, reply) => { hub.open('analyticsAggregate', request, reply) })
 
   app.get('/api/pages/:page/windows', {
-    schema: { params: WindowsParams, querystring: WindowsQuery, response: { 200: WindowsResponse, 400: ErrorResponse } },
+    schema: {
+      params: WindowsParams, querystring: WindowsQuery, response: { 200: WindowsResponse, 400: ErrorResponse },
+    },
   }, async (request) => {
     const now = Date.now()
     const from = request.query.from === undefined ? now - options.retentionMs : Date.parse(request.query.from)
     const to = request.query.to === undefined ? now : Date.parse(request.query.to)
     if (from > to) throw new HttpError(400, 'querystring.from must not be after querystring.to')
     const { page } = request.params
-    return { page, from: new Date(from).toISOString(), to: new Date(to).toISOString(), windows: view.windows(page, from, to) }
+    return {
+      page, from: new Date(from).toISOString(), to: new Date(to).toISOString(), windows: view.windows(page, from, to),
+    }
   })
 }

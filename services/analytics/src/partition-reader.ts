@@ -31,7 +31,9 @@ export class PartitionReader {
   }
 
   /** fetchWaitMs: short for reading to the end (the fetch response tells the end), longer for following. */
-  static async connect (connection: Record<string, string>, groupId: string, fetchWaitMs: number): Promise<PartitionReader> {
+  static async connect (
+    connection: Record<string, string>, groupId: string, fetchWaitMs: number
+  ): Promise<PartitionReader> {
     const consumer = new ckjs.KafkaConsumer({
       ...connection,
       // never joins this group and never commits: assign() only; librdkafka still wants a group id
@@ -45,7 +47,9 @@ export class PartitionReader {
     }, {})
     consumer.setDefaultConsumeTimeout(100)
     // return what is there as soon as something is, instead of waiting out the timeout for a full batch
-    ;(consumer as unknown as { setDefaultIsTimeoutOnlyForFirstMessage(only: boolean): void }).setDefaultIsTimeoutOnlyForFirstMessage(true)
+    ;(consumer as unknown as {
+      setDefaultIsTimeoutOnlyForFirstMessage(only: boolean): void,
+    }).setDefaultIsTimeoutOnlyForFirstMessage(true)
     await new Promise<void>((resolve, reject) => {
       consumer.connect({ timeout: 10_000 }, (err) => { if (err) reject(err); else resolve() })
     })
@@ -56,17 +60,23 @@ export class PartitionReader {
    * Reads the partitions from their beginning to their current end and returns how many records it
    * read. Throws if the end is not reached before the deadline.
    */
-  async readToEnd (topic: string, partitions: number[], onRecord: (record: ReaderRecord) => void, timeoutMs = 120_000): Promise<number> {
+  async readToEnd (
+    topic: string, partitions: number[], onRecord: (record: ReaderRecord) => void, timeoutMs = 120_000
+  ): Promise<number> {
     if (partitions.length === 0) return 0
     const waiting = new Set(partitions)
-    const onEof = (eof: { topic: string, partition: number }) => { if (eof.topic === topic) waiting.delete(eof.partition) }
+    const onEof = (eof: { topic: string, partition: number }) => {
+      if (eof.topic === topic) waiting.delete(eof.partition)
+    }
     this.#consumer.on('partition.eof', onEof)
     this.#consumer.assign(partitions.map((partition) => ({ topic, partition, offset: OFFSET_BEGINNING })))
     let records = 0
     const deadline = Date.now() + timeoutMs
     try {
       while (waiting.size > 0) {
-        if (Date.now() > deadline) throw new Error(`reading ${topic} [${[...waiting].join(',')}] to its end took longer than ${timeoutMs} ms`)
+        if (Date.now() > deadline) {
+          throw new Error(`reading ${topic} [${[...waiting].join(',')}] to its end took longer than ${timeoutMs} ms`)
+        }
         const messages = await this.#consume(10_000)
         for (const message of messages) {
           if (message.topic !== topic) continue
@@ -91,7 +101,11 @@ export class PartitionReader {
   }
 
   /** Assigns partitions at the given offsets and calls back for every record until stopped. */
-  follow (assignments: Array<{ topic: string, partition: number, offset: number }>, onRecord: (record: ReaderRecord) => void, onEof: (partition: number) => void): void {
+  follow (
+    assignments: Array<{ topic: string, partition: number, offset: number }>,
+    onRecord: (record: ReaderRecord) => void,
+    onEof: (partition: number) => void
+  ): void {
     this.#consumer.on('partition.eof', (eof: { partition: number }) => { onEof(eof.partition) })
     this.#consumer.on('data', (message: Message) => {
       onRecord({ partition: message.partition, offset: message.offset, key: keyOf(message), value: message.value })

@@ -52,7 +52,7 @@ export interface RepartitionSettings {
 
 /** The repartition topic, created with the input's partition count (an existing one with another count is refused). */
 export async function ensureRepartitionTopic (
-  admin: Admin, input: string, topic: string, replication: number,
+  admin: Admin, input: string, topic: string, replication: number
 ): Promise<void> {
   await ensureCopartitioned(admin, input, topic, replication)
 }

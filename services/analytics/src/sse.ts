@@ -98,7 +98,9 @@ export class SseHub {
    */
   open (channel: string, request: FastifyRequest, reply: FastifyReply): void {
     if (this.#clients.size >= this.#options.maxClients) {
-      throw new HttpError(503, `at most ${this.#options.maxClients} event-stream clients; try again later`, { 'retry-after': '5' })
+      throw new HttpError(503, `at most ${this.#options.maxClients} event-stream clients; try again later`, {
+        'retry-after': '5',
+      })
     }
     // headers hooks set on the reply (CORS) would be lost by hijacking: the stream sends them itself
     const hookHeaders = Object.entries(reply.getHeaders())

@@ -40,12 +40,13 @@ export class ViewFeed {
           parsed = JSON.parse(record.value?.toString('utf8') ?? 'null')
         } catch { parsed = undefined }
         if (!Value.Check(WindowRecordSchema, parsed)) {
-          log.warn({ partition: record.partition, offset: record.offset }, 'skipping an output record that is not a window')
+          log.warn({ partition: record.partition, offset: record.offset },
+            'skipping an output record that is not a window')
           return
         }
         if (view.apply(parsed)) this.options.onChange()
       },
-      (partition) => { this.#catchingUp.delete(partition) },
+      (partition) => { this.#catchingUp.delete(partition) }
     )
     this.#started = true
     log.info({ topic, partitions: partitions.length }, 'view follows the output topic')
@@ -53,7 +54,11 @@ export class ViewFeed {
 
   readiness (): { ok: boolean, detail?: string } {
     if (!this.#started) return { ok: false, detail: 'connecting to the output topic' }
-    if (this.#catchingUp.size > 0) return { ok: false, detail: `catching up on partitions [${[...this.#catchingUp].join(',')}]` }
+    if (this.#catchingUp.size > 0) {
+      return {
+        ok: false, detail: `catching up on partitions [${[...this.#catchingUp].join(',')}]`,
+      }
+    }
     return { ok: true }
   }
 

@@ -59,10 +59,11 @@ function combineFinals (finals: WindowRecord[], start: number, end: number): Win
 /**
  * The latest record of every (page, window) read from R4, for every page, so any replica can
  * answer for all of them. The window geometry (start, end, slices) comes from the records, not from
- * this replica's window settings: a view-only replica configured otherwise still reads every window. Windows older than the retention are pruned, and a page whose windows
- * are all pruned is forgotten. Each page-window has one writer when the input is repartitioned by
- * page; should a second writer's final arrive anyway (an input wrongly declared keyed by page), the
- * finals are summed, never replaced, and reported to `onCombinedFinals`.
+ * this replica's window settings: a view-only replica configured otherwise still reads every window.
+ * Windows older than the retention are pruned, and a page whose windows are all pruned is forgotten.
+ * Each page-window has one writer when the input is repartitioned by page; should a second writer's
+ * final arrive anyway (an input wrongly declared keyed by page), the finals are summed, never replaced,
+ * and reported to `onCombinedFinals`.
  */
 export class AnalyticsView {
   /** page -> `start/end` -> window: keyed by both, so windows of two specs (a spec changed) never collide. */
@@ -70,7 +71,7 @@ export class AnalyticsView {
 
   constructor (
     readonly retentionMs: number,
-    private readonly onCombinedFinals: CombinedFinalsListener = () => {},
+    private readonly onCombinedFinals: CombinedFinalsListener = () => {}
   ) {}
 
   /** Keeps the record unless the view already holds a final of that window; a second writer's final is added. */

@@ -59,15 +59,21 @@ export function windowSpec (config: WindowSettings): WindowSpec {
   const sliceMs = config.WINDOW_SLICE_MS
   const problems: string[] = []
   if (advanceMs > sizeMs) {
-    problems.push(`WINDOW_ADVANCE_MS: must not exceed WINDOW_SIZE_MS (${sizeMs}), or windows would leave gaps (got ${advanceMs})`)
+    problems.push(`WINDOW_ADVANCE_MS: must not exceed WINDOW_SIZE_MS (${sizeMs}), ` +
+      `or windows would leave gaps (got ${advanceMs})`)
   }
   if (sizeMs % sliceMs !== 0 || advanceMs % sliceMs !== 0) {
-    problems.push(`WINDOW_SLICE_MS: must divide WINDOW_SIZE_MS (${sizeMs}) and the window advance (${advanceMs}), e.g. ${fittingSlice(sizeMs, advanceMs, sliceMs)} (got ${sliceMs})`)
+    problems.push(`WINDOW_SLICE_MS: must divide WINDOW_SIZE_MS (${sizeMs}) and the window advance (${advanceMs}), ` +
+      `e.g. ${fittingSlice(sizeMs, advanceMs, sliceMs)} (got ${sliceMs})`)
   } else if (sizeMs / sliceMs > MAX_SLICES_PER_WINDOW) {
-    problems.push(`WINDOW_SLICE_MS: at most ${MAX_SLICES_PER_WINDOW} slices per window, so at least ${Math.ceil(sizeMs / MAX_SLICES_PER_WINDOW)} for WINDOW_SIZE_MS ${sizeMs} (got ${sliceMs})`)
+    problems.push(`WINDOW_SLICE_MS: at most ${MAX_SLICES_PER_WINDOW} slices per window, ` +
+      `so at least ${Math.ceil(sizeMs / MAX_SLICES_PER_WINDOW)} for WINDOW_SIZE_MS ${sizeMs} (got ${sliceMs})`)
   }
   for (const name of ['ROLLING_COUNT_SPAN_MS', 'ROLLING_DURATION_SPAN_MS'] as const) {
-    if (config[name] % sliceMs !== 0) problems.push(`${name}: must be a multiple of WINDOW_SLICE_MS (${sliceMs}), as rolling totals are cut at slice boundaries (got ${config[name]})`)
+    if (config[name] % sliceMs !== 0) {
+      problems.push(`${name}: must be a multiple of WINDOW_SLICE_MS (${sliceMs}), ` +
+        `as rolling totals are cut at slice boundaries (got ${config[name]})`)
+    }
   }
   if (problems.length > 0) throw new ConfigError(problems)
   return { sizeMs, advanceMs, graceMs: config.WINDOW_GRACE_MS, sliceMs }
@@ -107,7 +113,18 @@ export interface WindowState {
 /** A window with nothing counted yet, its slices all zero. */
 export function emptyWindow (page: string, start: number, end: number, sliceMs: number): WindowState {
   const slices = Math.max(1, Math.ceil((end - start) / sliceMs))
-  return { page, start, end, count: 0, durationSum: 0, users: new Set(), longViews: 0, sliceMs, sliceCounts: new Array<number>(slices).fill(0), sliceDurationSums: new Array<number>(slices).fill(0) }
+  return {
+    page,
+    start,
+    end,
+    count: 0,
+    durationSum: 0,
+    users: new Set(),
+    longViews: 0,
+    sliceMs,
+    sliceCounts: new Array<number>(slices).fill(0),
+    sliceDurationSums: new Array<number>(slices).fill(0),
+  }
 }
 
 /** The slice of `state` holding `time` (a time inside the window). */
@@ -119,7 +136,11 @@ export function sliceIndex (state: WindowState, time: number): number {
  * The slices of a record, or of a changelog value, as they arrived; a value written before slices
  * existed (or with slices that do not fit its window) is one slice: the whole window.
  */
-export function slicesOf (value: { count: number, durationSum: number, sliceMs?: number, sliceCounts?: number[], sliceDurationSums?: number[] }, start: number, end: number): { sliceMs: number, sliceCounts: number[], sliceDurationSums: number[] } {
+export function slicesOf (
+  value: { count: number, durationSum: number, sliceMs?: number, sliceCounts?: number[], sliceDurationSums?: number[] },
+  start: number,
+  end: number
+): { sliceMs: number, sliceCounts: number[], sliceDurationSums: number[] } {
   const { sliceMs, sliceCounts, sliceDurationSums } = value
   const fits = sliceMs !== undefined && sliceMs > 0 && (end - start) % sliceMs === 0 &&
     sliceCounts?.length === (end - start) / sliceMs && sliceDurationSums?.length === sliceCounts.length

@@ -2,7 +2,11 @@ import { FormatRegistry, Type, type Static } from '@sinclair/typebox'
 import type { WindowState } from './window-geometry.js'
 
 // TypeBox checks formats only when registered; Fastify's own validator knows date-time already
-if (!FormatRegistry.Has('date-time')) FormatRegistry.Set('date-time', (value) => /^\d{4}-\d{2}-\d{2}T/.test(value) && !Number.isNaN(Date.parse(value)))
+if (!FormatRegistry.Has('date-time')) {
+  FormatRegistry.Set(
+    'date-time', (value) => /^\d{4}-\d{2}-\d{2}T/.test(value) && !Number.isNaN(Date.parse(value))
+  )
+}
 
 /**
  * One window of one page as it travels on the output topic (R4), times in ISO 8601: the contract
@@ -18,9 +22,17 @@ export const WindowRecordSchema = Type.Object({
   longViews: Type.Integer({ minimum: 0, description: 'events longer than the long-view threshold' }),
   final: Type.Boolean({ description: 'true on the one record sent when the window closed' }),
   // optional only so that records written before slices existed still read; always sent now
-  sliceMs: Type.Optional(Type.Integer({ minimum: 1, description: 'length of a slice: the window is cut into (windowEnd - windowStart) / sliceMs slices, each starting at windowStart + i * sliceMs' })),
-  sliceCounts: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'events per slice, oldest first' })),
-  sliceDurationSums: Type.Optional(Type.Array(Type.Integer({ minimum: 0 }), { description: 'sum of durations per slice, oldest first' })),
+  sliceMs: Type.Optional(Type.Integer({
+    minimum: 1,
+    description: 'length of a slice: the window is cut into (windowEnd - windowStart) / sliceMs slices, ' +
+      'each starting at windowStart + i * sliceMs',
+  })),
+  sliceCounts: Type.Optional(
+    Type.Array(Type.Integer({ minimum: 0 }), { description: 'events per slice, oldest first' })
+  ),
+  sliceDurationSums: Type.Optional(
+    Type.Array(Type.Integer({ minimum: 0 }), { description: 'sum of durations per slice, oldest first' })
+  ),
   // never written by the processor: the view sets it when it summed the finals of several writers
   combinedFinals: Type.Optional(Type.Integer({
     minimum: 2,

@@ -1,7 +1,9 @@
 import type { PageEvent } from '@pagestream/core'
 import { eventTime } from '@pagestream/core'
 import { decodeChangelogRecord, windowKey } from './changelog.js'
-import { type WindowSpec, type WindowState, emptyWindow, isClosed, sliceIndex, windowStartsFor } from './window-geometry.js'
+import {
+  type WindowSpec, type WindowState, emptyWindow, isClosed, sliceIndex, windowStartsFor,
+} from './window-geometry.js'
 
 export interface AddResult {
   /** Windows of the event that had already closed: when > 0 the event is late for them. */

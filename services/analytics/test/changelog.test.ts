@@ -15,8 +15,11 @@ const root = join(import.meta.dirname, '..', '..', '..')
  */
 function describeTopic (topic: string): Map<string, string> {
   execFileSync(join(root, 'deploy', 'local', 'broker.sh'), ['jars'], { stdio: 'ignore' })
-  const version = /<kafka\.version>(.*)<\/kafka\.version>/.exec(readFileSync(join(root, 'deploy', 'local', 'pom.xml'), 'utf8'))?.[1]
-  const libs = join(process.env.PAGESTREAM_CACHE ?? join(homedir(), '.cache', 'pagestream'), `kafka-${version}`, 'libs', '*')
+  const version = /<kafka\.version>(.*)<\/kafka\.version>/.exec(
+    readFileSync(join(root, 'deploy', 'local', 'pom.xml'), 'utf8')
+  )?.[1]
+  const libs = join(process.env.PAGESTREAM_CACHE ?? join(homedir(), '.cache', 'pagestream'), `kafka-${version}`, 'libs',
+    '*')
   const out = execFileSync('java', ['-cp', libs, 'kafka.admin.ConfigCommand', '--bootstrap-server', TEST_BROKERS,
     '--entity-type', 'topics', '--entity-name', topic, '--describe'], { encoding: 'utf8' })
   return new Map([...out.matchAll(/^\s+([a-z.]+)=(\S+) sensitive=/gm)].map((m) => [m[1]!, m[2]!]))
@@ -27,9 +30,11 @@ t.test('a new changelog rolls its segments within minutes and is compacted eager
   await withAdmin((admin) => ensureChangelog(admin, topics.input, topics.changelog, 1))
   const configs = describeTopic(topics.changelog)
   t.equal(configs.get('cleanup.policy'), 'compact')
-  t.ok(Number(configs.get('segment.ms')) <= 15 * 60_000, `segment.ms ${configs.get('segment.ms')}: the active segment, never compacted, rolls within 15 minutes`)
+  t.ok(Number(configs.get('segment.ms')) <= 15 * 60_000,
+    `segment.ms ${configs.get('segment.ms')}: the active segment, never compacted, rolls within 15 minutes`)
   t.ok(Number(configs.get('segment.bytes')) <= 64 * 1024 * 1024, `segment.bytes ${configs.get('segment.bytes')}`)
-  t.ok(Number(configs.get('min.cleanable.dirty.ratio')) <= 0.2, `min.cleanable.dirty.ratio ${configs.get('min.cleanable.dirty.ratio')}`)
+  t.ok(Number(configs.get('min.cleanable.dirty.ratio')) <= 0.2,
+    `min.cleanable.dirty.ratio ${configs.get('min.cleanable.dirty.ratio')}`)
   t.equal(configs.get('min.compaction.lag.ms'), '0')
 
   // an existing changelog with the input's partition count is accepted as it is
@@ -39,7 +44,10 @@ t.test('a new changelog rolls its segments within minutes and is compacted eager
 t.test('an existing changelog whose partition count differs from the input is refused', async (t) => {
   const topics = await analyticsTopics(t, 'changelog-count', 2)
   const other = await analyticsTopics(t, 'changelog-other', 3)
-  await t.rejects(withAdmin((admin) => ensureChangelog(admin, topics.input, other.input, 1)), /has 3 partitions but .* has 2; they must match/)
+  await t.rejects(
+    withAdmin((admin) => ensureChangelog(admin, topics.input, other.input, 1)),
+    /has 3 partitions but .* has 2; they must match/
+  )
 })
 
 t.test('a changelog missing from a stale topic list is still checked, not taken as created', async (t) => {

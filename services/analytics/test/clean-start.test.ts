@@ -13,19 +13,28 @@ function round (at: number): Array<{ key: string, value: string }> {
 }
 
 function loudLines (role: RunningRole, aboveLevel: number): unknown[] {
-  return role.logs().filter((line) => Number(line.level) > aboveLevel).map((line) => ({ level: line.level, msg: line.msg }))
+  return role.logs().filter((line) => Number(line.level) > aboveLevel).map(
+    (line) => ({ level: line.level, msg: line.msg })
+  )
 }
 
 t.test('a start and a restart on several partitions log no errors; the restart nothing above info', async (t) => {
   const topics = await analyticsTopics(t, 'clean-start', 12)
   // windows close by event time only, so the restart's round can add to the window the flush opened
-  const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', COMMIT_INTERVAL_MS: '100', WINDOW_IDLE_CLOSE_MS: '0' }
+  const env = {
+    ...topicEnv(topics),
+    WINDOW_SIZE_MS: '1000',
+    WINDOW_GRACE_MS: '0',
+    COMMIT_INTERVAL_MS: '100',
+    WINDOW_IDLE_CLOSE_MS: '0',
+  }
 
   const first = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, round(T0))
   // each page's window is final only after the start's seeks and its first batches are done
   const firstRecords = await readWindows(topics.output, PAGES.length, 60_000)
-  t.equal(firstRecords.filter((r) => r.final && r.start === T0 && r.count === 3).length, PAGES.length, 'every page counted')
+  t.equal(firstRecords.filter((r) => r.final && r.start === T0 && r.count === 3).length, PAGES.length,
+    'every page counted')
   t.equal(await first.stop(), 0, 'the first start exits cleanly')
   // a fresh broker may still be loading its transaction coordinator: librdkafka warns and retries
   t.same(loudLines(first, 40), [], 'no error lines from the first start to its stop')
@@ -34,7 +43,8 @@ t.test('a start and a restart on several partitions log no errors; the restart n
   const second = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, round(T0 + 1_000))
   const records = await readWindows(topics.output, PAGES.length * 2, 60_000)
-  t.equal(records.filter((r) => r.final && r.start === T0 + 1_000 && r.count === 4).length, PAGES.length, 'every page counted after the restart')
+  t.equal(records.filter((r) => r.final && r.start === T0 + 1_000 && r.count === 4).length, PAGES.length,
+    'every page counted after the restart')
   t.equal(await second.stop(), 0, 'the restart exits cleanly')
   t.same(loudLines(second, 30), [], 'no warning or error lines from the restart to its stop')
 })

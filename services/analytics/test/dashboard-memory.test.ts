@@ -3,12 +3,18 @@ import { startRole, writeRecords } from '@pagestream/test-kit'
 import { chromiumPage } from '@pagestream/test-kit/browser'
 import { analyticsTopics, eventMessage, topicEnv } from './fixture.js'
 
-interface DashboardApi { measure(): string, heldSpanMs(kind: string): number, keptSpanMs(): number, points(kind: string): number }
+interface DashboardApi {
+  measure(): string, heldSpanMs(kind: string): number, keptSpanMs(): number, points(kind: string): number,
+}
 
 t.test('a dashboard left open keeps only what its chart can show, of the measure not shown too', async (t) => {
   const topics = await analyticsTopics(t, 'dash-memory')
-  const analytics = await startRole(t, 'analytics', { ...topicEnv(topics), ANALYTICS_INSTANCE_ID: 'dash-memory', SSE_INTERVAL_MS: '100' })
-  await writeRecords(topics.input, ['home', 'blog'].map((page) => eventMessage({ page, user: 'U', at: Date.now(), duration: 5 })))
+  const analytics = await startRole(
+    t, 'analytics', { ...topicEnv(topics), ANALYTICS_INSTANCE_ID: 'dash-memory', SSE_INTERVAL_MS: '100' }
+  )
+  await writeRecords(
+    topics.input, ['home', 'blog'].map((page) => eventMessage({ page, user: 'U', at: Date.now(), duration: 5 }))
+  )
 
   // a narrow chart shows a few seconds (40 ms per pixel), so the test need not wait long
   const page = await chromiumPage(t, { width: 220, height: 600 })
@@ -20,7 +26,13 @@ t.test('a dashboard left open keeps only what its chart can show, of the measure
 
   const read = () => page.evaluate(() => {
     const api = (globalThis as unknown as { pagestream: DashboardApi }).pagestream
-    return { measure: api.measure(), kept: api.keptSpanMs(), count: api.heldSpanMs('count'), duration: api.heldSpanMs('duration'), points: api.points('duration') }
+    return {
+      measure: api.measure(),
+      kept: api.keptSpanMs(),
+      count: api.heldSpanMs('count'),
+      duration: api.heldSpanMs('duration'),
+      points: api.points('duration'),
+    }
   })
   const first = await read()
   t.equal(first.measure, 'count', 'the count is shown, the duration sum is not')
@@ -30,7 +42,8 @@ t.test('a dashboard left open keeps only what its chart can show, of the measure
   const later = await read()
   // one point (100 ms) and a frame or two of slack either way
   const slack = 500
-  t.ok(later.duration <= later.kept + slack, `the hidden duration series holds ${later.duration} ms of points, for a chart that keeps ${later.kept} ms`)
+  t.ok(later.duration <= later.kept + slack,
+    `the hidden duration series holds ${later.duration} ms of points, for a chart that keeps ${later.kept} ms`)
   t.ok(later.count <= later.kept + slack, `the charted count series holds ${later.count} ms (Smoothie trims it)`)
   t.ok(later.duration >= later.kept - slack, 'and still enough to fill the chart when switched to')
   t.same(errors, [], 'no script error')

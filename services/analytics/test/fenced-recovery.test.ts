@@ -1,7 +1,8 @@
 import t from 'tap'
 import { startRole, waitFor, writeRecords } from '@pagestream/test-kit'
 import {
-  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, windowCounts, type PageEventSpec,
+  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, windowCounts,
+  type PageEventSpec,
 } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
@@ -9,22 +10,30 @@ const PAGES = ['a', 'b', 'c', 'd', 'e']
 
 /** `count` events 10 ms apart from the `from`-th on: 100 per 1 s window, so rounds of 300 fill whole windows. */
 function events (from: number, count: number): PageEventSpec[] {
-  return Array.from({ length: count }, (_, i) => ({ page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1 }))
+  return Array.from({ length: count }, (_, i) => ({
+    page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1,
+  }))
 }
 
 const metric = async (url: string, pattern: RegExp) => pattern.test(await (await fetch(`${url}/metrics`)).text())
 
-t.test('a replica fenced by a static member with its instance id is not ready, and takes over again once that one is gone', async (t) => {
+t.test('a replica fenced by a static member with its instance id is not ready, ' +
+  'and takes over again once that one is gone', async (t) => {
   const topics = await analyticsTopics(t, 'fenced', 2)
   // ANALYTICS_INSTANCE_ID set: static membership (group.instance.id = transactional.id), as in compose;
   // no closing on the clock, so the fenced replica has nothing to commit: only its consumer learns of the fence.
   // Both stages (the re-keying hop and the windows) follow one recovery policy: out while the twin lives, back after
   const env = {
-    ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', WINDOW_IDLE_CLOSE_MS: '0', ANALYTICS_INSTANCE_ID: 'same',
+    ...topicEnv(topics),
+    WINDOW_SIZE_MS: '1000',
+    WINDOW_GRACE_MS: '0',
+    WINDOW_IDLE_CLOSE_MS: '0',
+    ANALYTICS_INSTANCE_ID: 'same',
   }
   const survivor = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, events(0, 300).map(eventMessage))
-  await waitFor('the first replica to commit', () => metric(survivor.url, /analytics_transactions_total\{[^}]*result="committed"[^}]*\} [1-9]/), 30_000)
+  await waitFor('the first replica to commit',
+    () => metric(survivor.url, /analytics_transactions_total\{[^}]*result="committed"[^}]*\} [1-9]/), 30_000)
 
   // the same static member and transactional.id: it fences the running replica's consumer and producer
   const intruder = await startRole(t, 'analytics', env)
@@ -32,17 +41,28 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
     const { status, detail } = await processorReadiness(survivor.url)
     return status === 503 && /stepped down until no other member .* uses instance id same/.test(detail)
   }, 30_000)
-  t.ok(await metric(survivor.url, /analytics_consumer_fatal_errors_total\{[^}]*\} 1\n/), 'the fatal consumer error is counted')
-  t.ok(await metric(survivor.url, /analytics_stand_downs_total\{[^}]*reason="consumer fatal error"[^}]*\} 1\n/), 'and so is the stand-down')
+  t.ok(await metric(survivor.url, /analytics_consumer_fatal_errors_total\{[^}]*\} 1\n/),
+    'the fatal consumer error is counted')
+  t.ok(await metric(survivor.url, /analytics_stand_downs_total\{[^}]*reason="consumer fatal error"[^}]*\} 1\n/),
+    'and so is the stand-down')
   await writeRecords(topics.input, events(300, 300).map(eventMessage))
-  await waitFor('the intruder to own both partitions', async () => (await processorReadiness(intruder.url)).detail === 'owns partitions [0,1]', 45_000)
-  t.equal((await processorReadiness(survivor.url)).status, 503, 'the fenced replica stays out while the other one lives')
+  await waitFor(
+    'the intruder to own both partitions',
+    async () => (await processorReadiness(intruder.url)).detail === 'owns partitions [0,1]',
+    45_000
+  )
+  t.equal((await processorReadiness(survivor.url)).status, 503,
+    'the fenced replica stays out while the other one lives')
   await waitFor('its hop to stand down as well', async () =>
     await metric(survivor.url, /analytics_repartition_stand_downs_total\{[^}]*\} 1\n/), 30_000)
 
   // the intruder dies, as one that fails on a taken port would: its static membership expires after the session timeout
   await intruder.stop('SIGKILL')
-  await waitFor('the fenced replica to recover', async () => (await processorReadiness(survivor.url)).detail === 'owns partitions [0,1]', 60_000)
+  await waitFor(
+    'the fenced replica to recover',
+    async () => (await processorReadiness(survivor.url)).detail === 'owns partitions [0,1]',
+    60_000
+  )
   t.ok(await metric(survivor.url, /analytics_recoveries_total\{[^}]*\} 1\n/), 'the recovery is counted in /metrics')
   await waitFor('the fenced replica\'s hop to recover too', async () =>
     await metric(survivor.url, /analytics_repartition_recoveries_total\{[^}]*\} 1\n/), 30_000)
@@ -51,11 +71,13 @@ t.test('a replica fenced by a static member with its instance id is not ready, a
 
   const expected = windowCounts(events(0, 900), 1000)
   const finals = finalTable(await readWindows(topics.output, expected.size, 60_000))
-  t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected), 'every window final once, each event counted once')
+  t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected),
+    'every window final once, each event counted once')
   t.equal(await survivor.stop(), 0, 'and it stops cleanly')
 })
 
-t.test('replicas started without ANALYTICS_INSTANCE_ID on one host get ids of their own and share the partitions', async (t) => {
+t.test('replicas started without ANALYTICS_INSTANCE_ID on one host get ids of their own ' +
+  'and share the partitions', async (t) => {
   const topics = await analyticsTopics(t, 'default-ids', 2)
   const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0' }
   const first = await startRole(t, 'analytics', env)

@@ -1,7 +1,9 @@
 import type { FastifyInstance } from 'fastify'
 import { createService, loadConfig } from '@pagestream/core'
 import { role } from '../src/app.js'
-import { TEST_BROKERS, type Teardown, createTopics, deleteTopics, readTopic, uniqueName, waitFor } from '@pagestream/test-kit'
+import {
+  TEST_BROKERS, type Teardown, createTopics, deleteTopics, readTopic, uniqueName, waitFor,
+} from '@pagestream/test-kit'
 
 export interface AnalyticsTopics {
   input: string, output: string, group: string, changelog: string, late: string, dlq: string, repartition: string
@@ -13,7 +15,12 @@ export async function analyticsTopics (t: Teardown, prefix: string, partitions =
   const output = uniqueName(`${prefix}-out`)
   const group = uniqueName(`${prefix}-group`)
   const names = {
-    input, output, group, changelog: `${group}-windows-changelog`, late: `${input}.late`, dlq: `${input}.dlq`,
+    input,
+    output,
+    group,
+    changelog: `${group}-windows-changelog`,
+    late: `${input}.late`,
+    dlq: `${input}.dlq`,
     repartition: `${group}-repartition`,
   }
   await createTopics(t, [input, output], partitions)
@@ -31,30 +38,67 @@ export function topicEnv (topics: AnalyticsTopics): Record<string, string> {
 
 /** The analytics role in this process, exactly as production builds it, ready to serve. */
 export async function startAnalytics (t: Teardown, env: Record<string, string>): Promise<FastifyInstance> {
-  const config = loadConfig(role.config, { KAFKA_BROKERS: TEST_BROKERS, HTTP_PORT: '0', LOG_LEVEL: 'warn', COMMIT_INTERVAL_MS: '100', ...env })
+  const config = loadConfig(
+    role.config, { KAFKA_BROKERS: TEST_BROKERS, HTTP_PORT: '0', LOG_LEVEL: 'warn', COMMIT_INTERVAL_MS: '100', ...env }
+  )
   const fastify = await createService(role, config, { logger: process.env.ANALYTICS_TEST_LOGS === '1' })
   t.teardown(() => fastify.close())
-  await waitFor('analytics to be ready', async () => (await fastify.inject('/health/ready')).statusCode === 200, 30_000, 100)
+  await waitFor(
+    'analytics to be ready', async () => (await fastify.inject('/health/ready')).statusCode === 200, 30_000, 100
+  )
   return fastify
 }
 
 export interface PageEventSpec { page: string, user: string, at: number, duration: number }
 
 export function eventMessage (event: PageEventSpec): { key: string, value: string } {
-  return { key: event.page, value: JSON.stringify({ name: event.page, user: event.user, date: new Date(event.at).toISOString(), duration: event.duration }) }
+  return {
+    key: event.page,
+    value: JSON.stringify({
+      name: event.page, user: event.user, date: new Date(event.at).toISOString(), duration: event.duration,
+    }),
+  }
 }
 
-export interface FinalRow { page: string, start: number, end: number, count: number, durationSum: number, distinctUsers: number, longViews: number }
+export interface FinalRow {
+  page: string
+  start: number
+  end: number
+  count: number
+  durationSum: number
+  distinctUsers: number
+  longViews: number
+}
 
 /** Reads R4 until `finals` final records arrived (and a second more), and returns every record parsed. */
-export async function readWindows (topic: string, finals: number, timeoutMs = 30_000): Promise<Array<FinalRow & { final: boolean }>> {
+export async function readWindows (topic: string, finals: number, timeoutMs = 30_000): Promise<Array<FinalRow & {
+  final: boolean,
+}>> {
   const deadline = Date.now() + timeoutMs
   let records: Array<FinalRow & { final: boolean }> = []
   for (;;) {
     const raw = await readTopic(topic, { count: 1, timeoutMs: 5_000, settleMs: 1_000 })
     records = raw.map((r) => {
-      const v = JSON.parse(r.value ?? 'null') as { page: string, windowStart: string, windowEnd: string, count: number, durationSum: number, distinctUsers: number, longViews: number, final: boolean }
-      return { page: v.page, start: Date.parse(v.windowStart), end: Date.parse(v.windowEnd), count: v.count, durationSum: v.durationSum, distinctUsers: v.distinctUsers, longViews: v.longViews, final: v.final }
+      const v = JSON.parse(r.value ?? 'null') as {
+        page: string,
+        windowStart: string,
+        windowEnd: string,
+        count: number,
+        durationSum: number,
+        distinctUsers: number,
+        longViews: number,
+        final: boolean,
+      }
+      return {
+        page: v.page,
+        start: Date.parse(v.windowStart),
+        end: Date.parse(v.windowEnd),
+        count: v.count,
+        durationSum: v.durationSum,
+        distinctUsers: v.distinctUsers,
+        longViews: v.longViews,
+        final: v.final,
+      }
     })
     if (records.filter((r) => r.final).length >= finals || Date.now() > deadline) return records
   }

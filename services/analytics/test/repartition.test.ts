@@ -1,10 +1,11 @@
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import {
-  type RunningRole, type Teardown, readTopic, startRole, testKafka, topicExists, waitFor, writeRecords,
+  type RunningRole, readTopic, startRole, testKafka, topicExists, waitFor, writeRecords,
 } from '@pagestream/test-kit'
 import {
-  type AnalyticsTopics, type FinalRow, analyticsTopics, expectedFinals, finalTable, readWindows, startAnalytics, topicEnv,
+  type AnalyticsTopics, type FinalRow, analyticsTopics, expectedFinals, finalTable, readWindows, startAnalytics,
+  topicEnv,
 } from './fixture.js'
 import { SseClient } from './sse-client.js'
 
@@ -79,7 +80,12 @@ async function listening (fastify: FastifyInstance): Promise<string> {
 }
 
 interface QueryWindow {
-  windowStart: string, count: number, durationSum: number, distinctUsers: number, longViews: number, final: boolean,
+  windowStart: string,
+  count: number,
+  durationSum: number,
+  distinctUsers: number,
+  longViews: number,
+  final: boolean,
   combinedFinals?: number
 }
 

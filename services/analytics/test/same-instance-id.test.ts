@@ -1,22 +1,35 @@
 import t from 'tap'
 import { startRole, waitFor, writeRecords } from '@pagestream/test-kit'
 import {
-  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, windowCounts, type PageEventSpec,
+  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, windowCounts,
+  type PageEventSpec,
 } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
 const PAGES = ['a', 'b', 'c', 'd', 'e', 'f']
 
 function events (from: number, count: number): PageEventSpec[] {
-  return Array.from({ length: count }, (_, i) => ({ page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1 }))
+  return Array.from({ length: count }, (_, i) => ({
+    page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1,
+  }))
 }
 
-t.test('two replicas given the same ANALYTICS_INSTANCE_ID: the older steps down instead of both fencing each other forever', async (t) => {
+t.test('two replicas given the same ANALYTICS_INSTANCE_ID: ' +
+  'the older steps down instead of both fencing each other forever', async (t) => {
   const topics = await analyticsTopics(t, 'twins', 2)
-  const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', COMMIT_INTERVAL_MS: '100', ANALYTICS_INSTANCE_ID: 'twin', ANALYTICS_STATIC_MEMBERSHIP: 'false' }
+  const env = {
+    ...topicEnv(topics),
+    WINDOW_SIZE_MS: '1000',
+    WINDOW_GRACE_MS: '0',
+    COMMIT_INTERVAL_MS: '100',
+    ANALYTICS_INSTANCE_ID: 'twin',
+    ANALYTICS_STATIC_MEMBERSHIP: 'false',
+  }
   const older = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, events(0, 300).map(eventMessage))
-  await waitFor('the older replica to commit', async () => /analytics_transactions_total\{[^}]*result="committed"[^}]*\} [1-9]/.test(await (await fetch(`${older.url}/metrics`)).text()), 30_000)
+  const committed = /analytics_transactions_total\{[^}]*result="committed"[^}]*\} [1-9]/
+  await waitFor('the older replica to commit',
+    async () => committed.test(await (await fetch(`${older.url}/metrics`)).text()), 30_000)
 
   // same transactional.id: its start fences the older replica's producer
   const newer = await startRole(t, 'analytics', env)
@@ -25,13 +38,23 @@ t.test('two replicas given the same ANALYTICS_INSTANCE_ID: the older steps down 
     const { status, detail } = await processorReadiness(older.url)
     return status === 503 && /fenced by another instance .*stepped down/.test(detail)
   }, 30_000)
-  await waitFor('the newer replica to own both partitions', async () => (await processorReadiness(newer.url)).detail === 'owns partitions [0,1]', 45_000)
+  await waitFor(
+    'the newer replica to own both partitions',
+    async () => (await processorReadiness(newer.url)).detail === 'owns partitions [0,1]',
+    45_000
+  )
   t.pass('the newer replica took every partition over')
 
-  await writeRecords(topics.input, [...events(600, 300), ...PAGES.map((page) => ({ page, user: 'flush', at: T0 + 60_000, duration: 0 }))].map(eventMessage))
+  await writeRecords(
+    topics.input,
+    [...events(600, 300), ...PAGES.map((page) => ({ page, user: 'flush', at: T0 + 60_000, duration: 0 }))].map(
+      eventMessage
+    )
+  )
   const expected = windowCounts(events(0, 900), 1000)
   const finals = finalTable(await readWindows(topics.output, expected.size, 60_000))
-  t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected), 'every window final once, each event counted once')
+  t.same(Object.fromEntries(finals.map((row) => [`${row.page}@${row.start}`, row.count])), Object.fromEntries(expected),
+    'every window final once, each event counted once')
   const older503 = await processorReadiness(older.url)
   t.equal(older503.status, 503, 'the older replica stays not ready until restarted')
 })

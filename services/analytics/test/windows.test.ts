@@ -9,7 +9,9 @@ import { WindowRecordSchema, windowRecord } from '../src/window-record.js'
 
 const tumbling = { sizeMs: 5000, advanceMs: 5000, graceMs: 1000, sliceMs: 1000 }
 const hopping = { sizeMs: 10_000, advanceMs: 5000, graceMs: 0, sliceMs: 1000 }
-const event = (at: number, user = 'U', duration = 0, name = 'p') => ({ name, user, date: new Date(at).toISOString(), duration })
+const event = (at: number, user = 'U', duration = 0, name = 'p') => ({
+  name, user, date: new Date(at).toISOString(), duration,
+})
 
 t.test('window starts: one tumbling window, size/advance hopping windows, oldest first', async (t) => {
   t.same(windowStartsFor(0, tumbling), [0])
@@ -27,23 +29,43 @@ t.test('a window closes when stream time minus grace reaches its end', async (t)
 
 t.test('window state survives the changelog encoding, user set and slices included', async (t) => {
   const state = {
-    page: 'p|1', start: 5000, end: 10_000, count: 3, durationSum: 30, users: new Set(['a', 'b']), longViews: 1,
-    sliceMs: 1000, sliceCounts: [1, 0, 0, 2, 0], sliceDurationSums: [5, 0, 0, 25, 0],
+    page: 'p|1',
+    start: 5000,
+    end: 10_000,
+    count: 3,
+    durationSum: 30,
+    users: new Set(['a', 'b']),
+    longViews: 1,
+    sliceMs: 1000,
+    sliceCounts: [1, 0, 0, 2, 0],
+    sliceDurationSums: [5, 0, 0, 25, 0],
   }
   t.same(decodeWindowState(encodeWindowState(state)), state)
   const record = windowRecord(state, true)
   t.same(record, {
-    page: 'p|1', windowStart: '1970-01-01T00:00:05.000Z', windowEnd: '1970-01-01T00:00:10.000Z', count: 3, durationSum: 30, distinctUsers: 2, longViews: 1, final: true,
-    sliceMs: 1000, sliceCounts: [1, 0, 0, 2, 0], sliceDurationSums: [5, 0, 0, 25, 0],
+    page: 'p|1',
+    windowStart: '1970-01-01T00:00:05.000Z',
+    windowEnd: '1970-01-01T00:00:10.000Z',
+    count: 3,
+    durationSum: 30,
+    distinctUsers: 2,
+    longViews: 1,
+    final: true,
+    sliceMs: 1000,
+    sliceCounts: [1, 0, 0, 2, 0],
+    sliceDurationSums: [5, 0, 0, 25, 0],
   }, 'the R4 value keeps every field it had and adds the slices')
   t.ok(Value.Check(WindowRecordSchema, record))
 })
 
-t.test('a changelog value is validated, not cast: one that is not a window state throws, naming the problem', async (t) => {
+t.test('a changelog value is validated, not cast: ' +
+  'one that is not a window state throws, naming the problem', async (t) => {
   const windows = new PartitionWindows(tumbling, 100)
   const value = { page: 'p', start: 0, end: 5000, count: 1, durationSum: 1, users: ['a'], longViews: 0 }
   t.throws(() => { decodeWindowState(JSON.stringify({ ...value, users: 'a' })) }, /not a window state: \/users/)
-  t.throws(() => { windows.restore('p|0', JSON.stringify({ ...value, count: -1 })) }, /changelog record p\|0: .*\/count/)
+  t.throws(
+    () => { windows.restore('p|0', JSON.stringify({ ...value, count: -1 })) }, /changelog record p\|0: .*\/count/
+  )
   t.throws(() => { windows.restore(STREAM_TIME_KEY, 'soon') }, /not a stream time/)
   t.equal(windows.windows.size, 0, 'nothing half restored')
   windows.restore('p|0', JSON.stringify(value))
@@ -51,26 +73,43 @@ t.test('a changelog value is validated, not cast: one that is not a window state
 })
 
 t.test('a changelog value or R4 record from before slices reads as one slice: the whole window', async (t) => {
-  const old = JSON.stringify({ page: 'p', start: 5000, end: 10_000, count: 3, durationSum: 30, users: ['a'], longViews: 0 })
+  const old = JSON.stringify({
+    page: 'p', start: 5000, end: 10_000, count: 3, durationSum: 30, users: ['a'], longViews: 0,
+  })
   const state = decodeWindowState(old)
   t.same([state.sliceMs, state.sliceCounts, state.sliceDurationSums], [5000, [3], [30]])
   const windows = new PartitionWindows(tumbling, 100)
   windows.restore('p|5000', old)
   windows.add(event(9999, 'b', 7))
   t.same(windows.windows.get('p|5000')?.sliceCounts, [4], 'the restored window goes on counting into its one slice')
-  t.same(windows.pending().updated.map((w) => windowRecord(w, false)).map((r) => [r.count, r.sliceMs, r.sliceCounts, r.sliceDurationSums]), [[4, 5000, [4], [37]]])
+  t.same(
+    windows.pending().updated.map((w) => windowRecord(w, false)).map(
+      (r) => [r.count, r.sliceMs, r.sliceCounts, r.sliceDurationSums]
+    ),
+    [[4, 5000, [4], [37]]]
+  )
   const fresh = new PartitionWindows(tumbling, 100)
   fresh.add(event(9999, 'b', 7))
   t.same(fresh.windows.get('p|5000')?.sliceCounts, [0, 0, 0, 0, 1], 'a new window has the configured slices')
 
-  const legacy = { page: 'p', windowStart: new Date(5000).toISOString(), windowEnd: new Date(10_000).toISOString(), count: 3, durationSum: 30, distinctUsers: 1, longViews: 0, final: true }
+  const legacy = {
+    page: 'p',
+    windowStart: new Date(5000).toISOString(),
+    windowEnd: new Date(10_000).toISOString(),
+    count: 3,
+    durationSum: 30,
+    distinctUsers: 1,
+    longViews: 0,
+    final: true,
+  }
   t.ok(Value.Check(WindowRecordSchema, legacy), 'an R4 record without slices is still a window record')
   const view = new AnalyticsView(60_000)
   view.apply(legacy)
   t.same(view.rolling(12_000, 5000, 'count'), { p: 3 }, 'it counts whole while it reaches into the span')
   t.same(view.rolling(14_999, 5000, 'count'), { p: 0 }, 'and not once it is out')
   view.apply({ ...legacy, sliceMs: 1000, sliceCounts: [3], sliceDurationSums: [30] })
-  t.same(view.rolling(12_000, 5000, 'count'), { p: 3 }, 'slices that do not fit the window are ignored: one slice again')
+  t.same(view.rolling(12_000, 5000, 'count'), { p: 3 },
+    'slices that do not fit the window are ignored: one slice again')
 })
 
 t.test('partition windows: counting, closing, late events, pending work and restore', async (t) => {
@@ -80,7 +119,10 @@ t.test('partition windows: counting, closing, late events, pending work and rest
   windows.add(event(6500, 'b', 101))
   t.equal(windows.closeExpired(), 1, 'stream time 6.5 s closes [0, 5 s) with 1 s grace')
   let pending = windows.pending()
-  t.same(pending.closed.map((w) => [w.start, w.count, w.users.size, w.longViews, w.sliceCounts, w.sliceDurationSums]), [[0, 2, 1, 1, [0, 1, 1, 0, 0], [0, 150, 50, 0, 0]]])
+  t.same(
+    pending.closed.map((w) => [w.start, w.count, w.users.size, w.longViews, w.sliceCounts, w.sliceDurationSums]),
+    [[0, 2, 1, 1, [0, 1, 1, 0, 0], [0, 150, 50, 0, 0]]]
+  )
   t.same(pending.updated.map((w) => w.start), [5000])
   t.equal(pending.streamTime, 6500)
   windows.committed()
@@ -89,35 +131,61 @@ t.test('partition windows: counting, closing, late events, pending work and rest
   t.notOk(windows.hasPending(), 'and changes nothing')
 
   const restored = new PartitionWindows(tumbling, 100)
-  restored.restore('p|0', encodeWindowState({ ...emptyWindow('p', 0, 5000, 1000), count: 1, durationSum: 1, users: new Set(['x']), sliceCounts: [1, 0, 0, 0, 0], sliceDurationSums: [1, 0, 0, 0, 0] }))
-  restored.restore('p|5000', encodeWindowState({ ...emptyWindow('p', 5000, 10_000, 1000), count: 2, durationSum: 2, users: new Set(['x']), sliceCounts: [0, 2, 0, 0, 0], sliceDurationSums: [0, 2, 0, 0, 0] }))
+  restored.restore(
+    'p|0',
+    encodeWindowState({
+      ...emptyWindow('p', 0, 5000, 1000),
+      count: 1,
+      durationSum: 1,
+      users: new Set(['x']),
+      sliceCounts: [1, 0, 0, 0, 0],
+      sliceDurationSums: [1, 0, 0, 0, 0],
+    })
+  )
+  restored.restore(
+    'p|5000',
+    encodeWindowState({
+      ...emptyWindow('p', 5000, 10_000, 1000),
+      count: 2,
+      durationSum: 2,
+      users: new Set(['x']),
+      sliceCounts: [0, 2, 0, 0, 0],
+      sliceDurationSums: [0, 2, 0, 0, 0],
+    })
+  )
   restored.restore('p|0', null)
   restored.restore(STREAM_TIME_KEY, '7000')
   t.same([...restored.windows.keys()], ['p|5000'], 'a tombstone removes the window')
   t.equal(restored.streamTime, 7000)
   t.same(restored.add(event(5500, 'y')), { missed: 0, counted: 1 })
   pending = restored.pending()
-  t.same(pending.updated.map((w) => [w.count, w.sliceCounts]), [[3, [1, 2, 0, 0, 0]]], 'restored windows continue counting, slices too')
+  t.same(pending.updated.map((w) => [w.count, w.sliceCounts]), [[3, [1, 2, 0, 0, 0]]],
+    'restored windows continue counting, slices too')
   t.equal(pending.streamTime, undefined, 'stream time did not move')
 })
 
-t.test('stream time never passes the clock: an event dated ahead closes no window that on-time events still arrive for', async (t) => {
+t.test('stream time never passes the clock: an event dated ahead closes no window that on-time ' +
+  'events still arrive for', async (t) => {
   const now = 1_000_000
   const windows = new PartitionWindows(tumbling, 100)
-  t.same(windows.add(event(now + 59_000, 'ahead'), now), { missed: 0, counted: 1 }, 'the event dated ahead is counted in its own window')
+  t.same(windows.add(event(now + 59_000, 'ahead'), now), { missed: 0, counted: 1 },
+    'the event dated ahead is counted in its own window')
   t.equal(windows.streamTime, now, 'stream time stops at the clock')
   t.equal(windows.closeExpired(), 0)
-  t.same(windows.add(event(now - 1_500, 'on-time'), now + 10), { missed: 0, counted: 1 }, 'an on-time event is not late')
+  t.same(windows.add(event(now - 1_500, 'on-time'), now + 10), { missed: 0, counted: 1 },
+    'an on-time event is not late')
   t.equal(windows.streamTime, now, 'and an older one does not move it back')
   t.same(windows.add(event(now + 4_000, 'later'), now + 4_000), { missed: 0, counted: 1 })
   t.equal(windows.closeExpired(), 1, 'the on-time window closes once the clock passes its end plus grace')
   windows.add(event(now + 6_000), now + 6_000)
   t.equal(windows.closeExpired(), 1, 'and the next one in turn')
-  t.same(windows.pending().closed.map((w) => [w.start, w.count]), [[995_000, 1], [1_000_000, 1]], 'each with its own events')
+  t.same(windows.pending().closed.map((w) => [w.start, w.count]), [[995_000, 1], [1_000_000, 1]],
+    'each with its own events')
   t.ok(windows.windows.has(`p|${now + 55_000}`))
 })
 
-t.test('closing on the clock: stream time moves just far enough to close the windows whose end plus grace has passed', async (t) => {
+t.test('closing on the clock: stream time moves just far enough to close the windows whose ' +
+  'end plus grace has passed', async (t) => {
   const windows = new PartitionWindows(tumbling, 100)
   windows.add(event(1_000, 'a'))
   windows.add(event(3_000, 'b'))
@@ -183,7 +251,8 @@ t.test('view: tiles of the rolling span, totals cut at slice boundaries, zeros f
   t.same(view.rolling(10_000, 5000, 'count'), { a: 3, b: 0 }, 'at 10 s: [6 s, 10 s], the slice at 5 s is out')
   t.same(view.rolling(10_999, 5000, 'count'), { a: 3, b: 0 })
   t.same(view.rolling(11_000, 5000, 'count'), { a: 4, b: 0 }, 'at 11 s the slice at 11 s comes in')
-  t.same(view.rolling(12_000, 5000, 'count'), { a: 4, b: 0 }, 'slices in the span only: no share of the older window is guessed')
+  t.same(view.rolling(12_000, 5000, 'count'), { a: 4, b: 0 },
+    'slices in the span only: no share of the older window is guessed')
   t.same(view.rolling(13_999, 5000, 'count'), { a: 4, b: 0 }, 'the event at 9 s is still inside')
   t.same(view.rolling(14_000, 5000, 'count'), { a: 3, b: 0 }, 'and gone with the slice at 14 s')
   t.same(view.rolling(9000, 5000, 'count'), { a: 2, b: 0 }, 'at 9 s: [5 s, 9 s], the slice at 4 s of b is out')
@@ -199,7 +268,11 @@ t.test('view: tiles of the rolling span, totals cut at slice boundaries, zeros f
 
   const hop = new AnalyticsView(60_000)
   const hopping = (view: AnalyticsView, advance: number) => {
-    for (let start = 0; start <= 12_000; start += advance) view.apply(windowRecord(emptyWindow('h', start, start + 5000, 1000), false))
+    for (let start = 0; start <= 12_000; start += advance) {
+      view.apply(
+        windowRecord(emptyWindow('h', start, start + 5000, 1000), false)
+      )
+    }
   }
   hopping(hop, 1000)
   t.same(hop.tiles('h', 12_500, 5000), [{ start: 8000, until: 12_501 }, { start: 3000, until: 8000 }],
@@ -228,7 +301,9 @@ function pipeline (spec: WindowSpec) {
 }
 
 /** Readings of the view while the clock runs from `from` to `to` in `step` ms, events arriving as they happen. */
-function readings (spec: WindowSpec, events: Event[], from: number, to: number, step: number, spanMs = 5000): Array<{ now: number, value: number }> {
+function readings (spec: WindowSpec, events: Event[], from: number, to: number, step: number, spanMs = 5000): Array<{
+  now: number, value: number,
+}> {
   const { view, add } = pipeline(spec)
   const queue = [...events].sort((a, b) => Date.parse(a.date) - Date.parse(b.date))
   const result: Array<{ now: number, value: number }> = []
@@ -262,7 +337,8 @@ t.test('a burst reads its exact size at every moment until it leaves the span, t
   }
 })
 
-t.test('a steady stream reads flat: the same at each phase of every slice, never more than the span holds, never less than one slice fewer', async (t) => {
+t.test('a steady stream reads flat: the same at each phase of every slice, never more than the span holds, ' +
+  'never less than one slice fewer', async (t) => {
   // one event every 100 ms, 10 a second; the span holds the current slice and the 4 before it
   const steady = Array.from({ length: 600 }, (_, i) => event(i * 100, `U${i % 7}`, 5))
   const reference = readings(specs['tumbling 5 s']!, steady, 10_000, 50_000, 50)
@@ -272,7 +348,8 @@ t.test('a steady stream reads flat: the same at each phase of every slice, never
   }
   const byPhase = new Map<number, Set<number>>()
   for (const { now, value } of reference) byPhase.set(now % 1000, (byPhase.get(now % 1000) ?? new Set()).add(value))
-  t.ok([...byPhase.values()].every((values) => values.size === 1), 'one value per phase: no saw-tooth at window boundaries')
+  t.ok([...byPhase.values()].every((values) => values.size === 1),
+    'one value per phase: no saw-tooth at window boundaries')
   t.ok(reference.every(({ value }) => value >= 41 && value <= 50), 'between 4 s and 5 s worth of events')
   for (const [name, spec] of Object.entries(specs)) {
     t.same(readings(spec, steady, 10_000, 50_000, 50), reference, `${name} reads the same numbers`)
@@ -282,7 +359,9 @@ t.test('a steady stream reads flat: the same at each phase of every slice, never
 t.test('random traffic: every window shape reads exactly the events dated in the span', async (t) => {
   let seed = 42
   const random = () => { seed = (seed * 1103515245 + 12345) % 2 ** 31; return seed / 2 ** 31 }
-  const traffic = Array.from({ length: 400 }, () => event(Math.floor(random() * 40_000), 'U', Math.floor(random() * 300)))
+  const traffic = Array.from(
+    { length: 400 }, () => event(Math.floor(random() * 40_000), 'U', Math.floor(random() * 300))
+  )
   for (const [name, spec] of Object.entries(specs)) {
     const read = readings(spec, traffic, 0, 45_000, 37)
     const wrong = read.filter(({ now, value }) => {
@@ -294,9 +373,19 @@ t.test('random traffic: every window shape reads exactly the events dated in the
 })
 
 t.test('window spec: the slice must divide size and advance, the spans must be whole slices', async (t) => {
-  const defaults = { WINDOW_SIZE_MS: 5000, WINDOW_ADVANCE_MS: 0, WINDOW_GRACE_MS: 2000, WINDOW_SLICE_MS: 1000, ROLLING_COUNT_SPAN_MS: 5000, ROLLING_DURATION_SPAN_MS: 30_000 }
+  const defaults = {
+    WINDOW_SIZE_MS: 5000,
+    WINDOW_ADVANCE_MS: 0,
+    WINDOW_GRACE_MS: 2000,
+    WINDOW_SLICE_MS: 1000,
+    ROLLING_COUNT_SPAN_MS: 5000,
+    ROLLING_DURATION_SPAN_MS: 30_000,
+  }
   t.same(windowSpec(defaults), { sizeMs: 5000, advanceMs: 5000, graceMs: 2000, sliceMs: 1000 })
-  t.same(windowSpec({ ...defaults, WINDOW_SIZE_MS: 10_000, WINDOW_ADVANCE_MS: 2000 }), { sizeMs: 10_000, advanceMs: 2000, graceMs: 2000, sliceMs: 1000 })
+  t.same(
+    windowSpec({ ...defaults, WINDOW_SIZE_MS: 10_000, WINDOW_ADVANCE_MS: 2000 }),
+    { sizeMs: 10_000, advanceMs: 2000, graceMs: 2000, sliceMs: 1000 }
+  )
   const problems = (settings: Partial<typeof defaults>): string[] => {
     try {
       windowSpec({ ...defaults, ...settings })
@@ -306,11 +395,20 @@ t.test('window spec: the slice must divide size and advance, the spans must be w
       return err.problems
     }
   }
-  t.same(problems({ WINDOW_SIZE_MS: 1500 }), ['WINDOW_SLICE_MS: must divide WINDOW_SIZE_MS (1500) and the window advance (1500), e.g. 750 (got 1000)'])
+  t.same(
+    problems({ WINDOW_SIZE_MS: 1500 }),
+    ['WINDOW_SLICE_MS: must divide WINDOW_SIZE_MS (1500) and the window advance (1500), e.g. 750 (got 1000)']
+  )
   t.match(problems({ WINDOW_ADVANCE_MS: 2500 }), [/^WINDOW_SLICE_MS: must divide .* e\.g\. 625 \(got 1000\)$/])
   t.match(problems({ WINDOW_ADVANCE_MS: 6000 }), [/^WINDOW_ADVANCE_MS: must not exceed WINDOW_SIZE_MS/])
-  t.match(problems({ WINDOW_SIZE_MS: 3_600_000, WINDOW_SLICE_MS: 1000 }), [/^WINDOW_SLICE_MS: at most 1000 slices per window, so at least 3600/])
+  t.match(
+    problems({ WINDOW_SIZE_MS: 3_600_000, WINDOW_SLICE_MS: 1000 }),
+    [/^WINDOW_SLICE_MS: at most 1000 slices per window, so at least 3600/]
+  )
   t.same(problems({ WINDOW_SIZE_MS: 3_600_000, WINDOW_SLICE_MS: 5000 }), [])
-  t.match(problems({ WINDOW_SLICE_MS: 2000, WINDOW_SIZE_MS: 10_000 }), [/^ROLLING_COUNT_SPAN_MS: must be a multiple of WINDOW_SLICE_MS \(2000\)/])
+  t.match(
+    problems({ WINDOW_SLICE_MS: 2000, WINDOW_SIZE_MS: 10_000 }),
+    [/^ROLLING_COUNT_SPAN_MS: must be a multiple of WINDOW_SLICE_MS \(2000\)/]
+  )
   t.match(problems({ ROLLING_DURATION_SPAN_MS: 30_500 }), [/^ROLLING_DURATION_SPAN_MS: must be a multiple/])
 })

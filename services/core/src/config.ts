@@ -34,21 +34,49 @@ export function commonConfig (role: string, httpPort: number) {
   return {
     HTTP_HOST: Type.String({ default: '127.0.0.1', description: 'address to listen on (the image sets 0.0.0.0)' }),
     HTTP_PORT: Port(httpPort, 'HTTP port'),
-    HTTP_TRUST_PROXY: Type.String({ default: '', description: 'proxies whose X-Forwarded-For names the client (for rate limits and logs): empty none, true any, or addresses/CIDRs' }),
-    LOG_LEVEL: Type.Union([Type.Literal('fatal'), Type.Literal('error'), Type.Literal('warn'), Type.Literal('info'), Type.Literal('debug'), Type.Literal('trace'), Type.Literal('silent')],
-      { default: 'info', description: 'pino log level' }),
-    SHUTDOWN_TIMEOUT_MS: Type.Integer({ minimum: 1000, default: 10_000, description: 'longest graceful shutdown before exit' }),
+    HTTP_TRUST_PROXY: Type.String({
+      default: '',
+      description: 'proxies whose X-Forwarded-For names the client (for rate limits and logs): ' +
+        'empty none, true any, or addresses/CIDRs',
+    }),
+    LOG_LEVEL: Type.Union([
+      Type.Literal('fatal'),
+      Type.Literal('error'),
+      Type.Literal('warn'),
+      Type.Literal('info'),
+      Type.Literal('debug'),
+      Type.Literal('trace'),
+      Type.Literal('silent'),
+    ],
+    { default: 'info', description: 'pino log level' }),
+    SHUTDOWN_TIMEOUT_MS: Type.Integer({
+      minimum: 1000, default: 10_000, description: 'longest graceful shutdown before exit',
+    }),
     KAFKA_BROKERS: CsvList({ default: 'localhost:9092', description: 'bootstrap brokers, host:port,host:port' }),
-    KAFKA_CLIENT_ID: Type.String({ minLength: 1, default: `pagestream-${role}`, description: 'client.id sent to the broker' }),
-    KAFKA_SECURITY_PROTOCOL: Type.Union([Type.Literal('plaintext'), Type.Literal('ssl'), Type.Literal('sasl_plaintext'), Type.Literal('sasl_ssl')],
-      { default: 'plaintext', description: 'security.protocol' }),
-    KAFKA_SASL_MECHANISM: Type.Union([Type.Literal('PLAIN'), Type.Literal('SCRAM-SHA-256'), Type.Literal('SCRAM-SHA-512')],
-      { default: 'SCRAM-SHA-256', description: 'SASL mechanism when the protocol is sasl_*' }),
+    KAFKA_CLIENT_ID: Type.String({
+      minLength: 1, default: `pagestream-${role}`, description: 'client.id sent to the broker',
+    }),
+    KAFKA_SECURITY_PROTOCOL: Type.Union([
+      Type.Literal('plaintext'), Type.Literal('ssl'), Type.Literal('sasl_plaintext'), Type.Literal('sasl_ssl'),
+    ],
+    { default: 'plaintext', description: 'security.protocol' }),
+    KAFKA_SASL_MECHANISM: Type.Union([
+      Type.Literal('PLAIN'), Type.Literal('SCRAM-SHA-256'), Type.Literal('SCRAM-SHA-512'),
+    ],
+    { default: 'SCRAM-SHA-256', description: 'SASL mechanism when the protocol is sasl_*' }),
     KAFKA_SASL_USERNAME: Type.String({ default: '', description: 'SASL user (required with sasl_*)' }),
-    KAFKA_SASL_PASSWORD: Type.String({ default: '', description: 'SASL password (required with sasl_*); never logged' }),
-    KAFKA_SSL_CA_LOCATION: Type.String({ default: '', description: 'PEM file of the CA that signed the brokers (ssl, sasl_ssl)' }),
-    KAFKA_TOPIC_PARTITIONS: Type.Integer({ minimum: 1, default: 3, description: 'partitions of the topics this role creates' }),
-    KAFKA_TOPIC_REPLICATION: Type.Integer({ minimum: -1, default: 1, description: 'replication factor of created topics (-1: broker default)' }),
+    KAFKA_SASL_PASSWORD: Type.String({
+      default: '', description: 'SASL password (required with sasl_*); never logged',
+    }),
+    KAFKA_SSL_CA_LOCATION: Type.String({
+      default: '', description: 'PEM file of the CA that signed the brokers (ssl, sasl_ssl)',
+    }),
+    KAFKA_TOPIC_PARTITIONS: Type.Integer({
+      minimum: 1, default: 3, description: 'partitions of the topics this role creates',
+    }),
+    KAFKA_TOPIC_REPLICATION: Type.Integer({
+      minimum: -1, default: 1, description: 'replication factor of created topics (-1: broker default)',
+    }),
   }
 }
 
@@ -73,7 +101,10 @@ function expected (schema: TSchema | undefined): string {
   if (typeof schema.expected === 'string') return schema.expected
   if (Array.isArray(schema.anyOf)) return `one of ${schema.anyOf.map((s: TSchema) => s.const).join(', ')}`
   if (schema.type === 'integer') {
-    const range = [schema.minimum !== undefined ? `>= ${schema.minimum}` : '', schema.maximum !== undefined ? `<= ${schema.maximum}` : '']
+    const range = [
+      schema.minimum !== undefined ? `>= ${schema.minimum}` : '',
+      schema.maximum !== undefined ? `<= ${schema.maximum}` : '',
+    ]
     return `an integer ${range.filter(Boolean).join(' and ')}`.trim()
   }
   return schema.description ?? 'a valid value'
@@ -83,7 +114,9 @@ function expected (schema: TSchema | undefined): string {
  * Reads the variables a schema names from the environment, applies defaults and converts types.
  * Every problem names its variable; secrets are never echoed.
  */
-export function loadConfig<P extends TProperties> (properties: P, env: NodeJS.ProcessEnv = process.env): StaticDecode<TObject<P>> {
+export function loadConfig<P extends TProperties> (
+  properties: P, env: NodeJS.ProcessEnv = process.env
+): StaticDecode<TObject<P>> {
   const schema = Type.Object(properties)
   const raw: Record<string, unknown> = {}
   for (const name of Object.keys(properties)) {

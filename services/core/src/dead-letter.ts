@@ -20,7 +20,7 @@ export interface DeadLetterWriter {
 export function deadLetterMessage (
   source: { topic: string, partition: number, message: KafkaMessage },
   error: Error,
-  writer: DeadLetterWriter,
+  writer: DeadLetterWriter
 ) {
   const { message } = source
   return {

@@ -32,7 +32,9 @@ export const healthPlugin = fp(async (fastify) => {
   const health: Health = {
     addCheck: (name, check) => { checks.set(name, check) },
     readiness: () => {
-      const results: Record<string, CheckResult> = { shutdown: closing ? { ok: false, detail: 'shutting down' } : { ok: true } }
+      const results: Record<string, CheckResult> = {
+        shutdown: closing ? { ok: false, detail: 'shutting down' } : { ok: true },
+      }
       for (const [name, check] of checks) results[name] = check()
       return { ready: Object.values(results).every((r) => r.ok), checks: results }
     },

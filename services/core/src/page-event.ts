@@ -7,7 +7,9 @@ const LATEST_EPOCH_MS = 8_640_000_000_000_000
 
 const PageName = Type.String({ minLength: 1, maxLength: 256, description: 'page name, 1 to 256 characters' })
 const UserName = Type.String({ minLength: 1, maxLength: 256, description: 'user name, 1 to 256 characters' })
-const Duration = Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a non-negative integer of milliseconds' })
+const Duration = Type.Integer({
+  minimum: 0, maximum: Number.MAX_SAFE_INTEGER, description: 'a non-negative integer of milliseconds',
+})
 
 /** The lab's PageEvent as it travels on the topics: `date` is always ISO 8601 in UTC. */
 export const PageEventSchema = Type.Object({
@@ -69,7 +71,9 @@ export function parsePageEvent (input: unknown): PageEvent {
     }
   }
   const epochMs = typeof input.date === 'number' ? input.date : Date.parse(input.date)
-  if (!Number.isFinite(epochMs) || epochMs > LATEST_EPOCH_MS || (typeof input.date === 'string' && !isCalendarDate(input.date))) {
+  if (!Number.isFinite(epochMs) || epochMs > LATEST_EPOCH_MS || (typeof input.date === 'string' && !isCalendarDate(
+    input.date
+  ))) {
     throw new InvalidPageEventError('date', `must be a real calendar date-time (got ${JSON.stringify(input.date)})`)
   }
   return { name: input.name, user: input.user, date: new Date(epochMs).toISOString(), duration: input.duration }
@@ -93,8 +97,11 @@ export function pageEventNameProblems (variable: string, field: 'name' | 'user',
 
 /** Date.parse rolls 2023-02-30 over to March 2nd; the written fields must name a real date and time. */
 function isCalendarDate (iso: string): boolean {
-  const [year, month, day, hour, minute, second] = [0, 5, 8, 11, 14, 17].map((at, i) => Number(iso.slice(at, at + (i === 0 ? 4 : 2))))
-  if (year === undefined || month === undefined || day === undefined || hour === undefined || minute === undefined) return false
+  const [year, month, day, hour, minute, second] = [0, 5, 8, 11, 14, 17].map(
+    (at, i) => Number(iso.slice(at, at + (i === 0 ? 4 : 2)))
+  )
+  if (year === undefined || month === undefined || day === undefined ||
+    hour === undefined || minute === undefined) return false
   const daysInMonth = new Date(Date.UTC(year, month, 0)).getUTCDate()
   const secondOk = iso.charAt(16) !== ':' || (second !== undefined && second <= 59)
   return month >= 1 && month <= 12 && day >= 1 && day <= daysInMonth && hour <= 23 && minute <= 59 && secondOk

@@ -8,7 +8,9 @@ function pick<T> (items: readonly T[]): T {
 }
 
 /** The lab's random PageEvent: a page and a user from the lists, now, a duration below maxDurationMs. */
-export function randomPageEvent (options: { pages: readonly string[], users: readonly string[], maxDurationMs?: number, now?: number }): PageEvent {
+export function randomPageEvent (
+  options: { pages: readonly string[], users: readonly string[], maxDurationMs?: number, now?: number }
+): PageEvent {
   return {
     name: pick(options.pages),
     user: pick(options.users),

@@ -12,7 +12,6 @@ import { loggerOptions } from './logger.js'
 import { metricsPlugin } from './metrics.js'
 import { type PortReservation, reservePort } from './port-reservation.js'
 
-
 /** What a role is: its name, its config schema and its Fastify plugin. */
 export interface Role<P extends TProperties> {
   name: string
@@ -29,7 +28,7 @@ export type RoleConfig<R> = R extends Role<infer P> ? StaticDecode<TObject<P>> :
 export async function createService<P extends TProperties> (
   role: Role<P>,
   config: StaticDecode<TObject<P>> & CommonConfig,
-  options: { logger?: boolean } = {},
+  options: { logger?: boolean } = {}
 ): Promise<FastifyInstance> {
   role.check?.(config)
   const fastify = serviceInstance(config, options)
@@ -83,7 +82,7 @@ function serviceInstance (config: CommonConfig, options: { logger?: boolean }): 
 async function registerRole<P extends TProperties> (
   fastify: FastifyInstance,
   role: Role<P>,
-  config: StaticDecode<TObject<P>> & CommonConfig,
+  config: StaticDecode<TObject<P>> & CommonConfig
 ): Promise<void> {
   await fastify.register(healthPlugin)
   await fastify.register(metricsPlugin, { role: role.name })
@@ -122,8 +121,15 @@ function validationMessage (validationErrors: FastifySchemaValidationError[], da
 }
 
 const REASONS: Record<number, string> = {
-  400: 'Bad Request', 403: 'Forbidden', 404: 'Not Found', 405: 'Method Not Allowed', 413: 'Payload Too Large',
-  415: 'Unsupported Media Type', 429: 'Too Many Requests', 500: 'Internal Server Error', 503: 'Service Unavailable',
+  400: 'Bad Request',
+  403: 'Forbidden',
+  404: 'Not Found',
+  405: 'Method Not Allowed',
+  413: 'Payload Too Large',
+  415: 'Unsupported Media Type',
+  429: 'Too Many Requests',
+  500: 'Internal Server Error',
+  503: 'Service Unavailable',
 }
 function reasonPhrase (status: number): string {
   return REASONS[status] ?? (status >= 500 ? 'Server Error' : 'Client Error')
@@ -163,7 +169,9 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
   let stopping = false
   closeWithGrace({ delay: config.SHUTDOWN_TIMEOUT_MS }, async ({ signal, err }) => {
     if (fastify === undefined) {
-      if (err !== undefined) process.stderr.write(`pagestream ${role.name}: failed before it was ready: ${err.stack ?? err.message}\n`)
+      if (err !== undefined) {
+        process.stderr.write(`pagestream ${role.name}: failed before it was ready: ${err.stack ?? err.message}\n`)
+      }
       return
     }
     if (err !== undefined) fastify.log.error({ err }, 'stopping after an error')

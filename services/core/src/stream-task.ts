@@ -80,7 +80,7 @@ export class StreamTask {
     private readonly settings: StreamTaskSettings,
     role: BatchFunction | PartitionState,
     private readonly log: FastifyBaseLogger,
-    private readonly observer: StreamTaskObserver,
+    private readonly observer: StreamTaskObserver
   ) {
     if (typeof role === 'function') this.#batch = role
     else this.#state = role
@@ -362,7 +362,7 @@ export class StreamTask {
    * Eager or cooperative, `partitions` are exactly those that change hands: the others go on as they are.
    */
   async #rebalance (
-    consumer: Consumer, kind: 'assign' | 'revoke', partitions: KafkaJS.TopicPartition[],
+    consumer: Consumer, kind: 'assign' | 'revoke', partitions: KafkaJS.TopicPartition[]
   ): Promise<StartOffset[] | undefined> {
     // a consumer closed after a fatal error may still call back: what it says is no longer ours
     if (consumer !== this.#consumer) return undefined
@@ -596,7 +596,7 @@ export class StreamTask {
   }
 
   async #committedOffset (
-    consumer: Consumer, topic: string, partition: number, fallback: string,
+    consumer: Consumer, topic: string, partition: number, fallback: string
   ): Promise<string | undefined> {
     while (!this.#closing && consumer === this.#consumer) {
       try {

@@ -14,7 +14,10 @@ export function isFenced (err: unknown): boolean {
   return code === ErrorCodes.ERR__FENCED || code === ErrorCodes.ERR_PRODUCER_FENCED
 }
 
-/** Wait before trying again after `failures` failures in a row: 100 ms doubling per failure, at most 5 s; cut short once `signal` aborts. */
+/**
+ * Wait before trying again after `failures` failures in a row: 100 ms doubling per failure, at most 5 s;
+ * cut short once `signal` aborts.
+ */
 export async function failureBackoff (failures: number, signal: AbortSignal): Promise<void> {
   if (signal.aborted) return
   await sleep(Math.min(100 * 2 ** Math.min(failures, 6), 5_000), undefined, { signal })
@@ -86,7 +89,9 @@ export class TransactionalProducer {
         await producer.commit()
         return
       } catch (err) {
-        if ((err as { retriable?: boolean }).retriable !== true || attempt >= attempts || this.#options.closing.aborted) throw err
+        if ((err as {
+          retriable?: boolean,
+        }).retriable !== true || attempt >= attempts || this.#options.closing.aborted) throw err
         this.#options.log.warn({ err, attempt }, 'commit failed with a retriable error; trying again')
       }
     }

@@ -3,7 +3,10 @@ import t from 'tap'
 import { Type } from '@sinclair/typebox'
 import { ConfigError, TopicName, commonConfig, loadConfig } from '@pagestream/core'
 
-const schema = { ...commonConfig('test', 8099), BATCH_MAX: Type.Integer({ minimum: 1, default: 100, description: 'records per request' }) }
+const schema = {
+  ...commonConfig('test', 8099),
+  BATCH_MAX: Type.Integer({ minimum: 1, default: 100, description: 'records per request' }),
+}
 
 t.test('defaults work with an empty environment', async (t) => {
   const config = loadConfig(schema, {})
@@ -21,7 +24,9 @@ t.test('strings are converted and lists split', async (t) => {
 })
 
 t.test('a bad value stops start-up naming the variable', async (t) => {
-  const error = t.throws(() => loadConfig(schema, { HTTP_PORT: 'eighty', BATCH_MAX: '0', LOG_LEVEL: 'loud' })) as ConfigError
+  const error = t.throws(
+    () => loadConfig(schema, { HTTP_PORT: 'eighty', BATCH_MAX: '0', LOG_LEVEL: 'loud' })
+  ) as ConfigError
   t.type(error, ConfigError)
   t.match(error.message, /HTTP_PORT: must be an integer >= 0 and <= 65535 \(got "eighty"\)/)
   t.match(error.message, /BATCH_MAX: must be an integer >= 1/)
@@ -29,10 +34,14 @@ t.test('a bad value stops start-up naming the variable', async (t) => {
 })
 
 t.test('SASL needs credentials, and secrets are never echoed', async (t) => {
-  const missing = t.throws(() => loadConfig(schema, { KAFKA_SECURITY_PROTOCOL: 'sasl_ssl', KAFKA_SASL_PASSWORD: 'hunter2' })) as ConfigError
+  const missing = t.throws(
+    () => loadConfig(schema, { KAFKA_SECURITY_PROTOCOL: 'sasl_ssl', KAFKA_SASL_PASSWORD: 'hunter2' })
+  ) as ConfigError
   t.match(missing.message, /KAFKA_SASL_USERNAME: required when KAFKA_SECURITY_PROTOCOL=sasl_ssl/)
   t.notMatch(missing.message, /hunter2/)
-  const config = loadConfig(schema, { KAFKA_SECURITY_PROTOCOL: 'sasl_ssl', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'hunter2' })
+  const config = loadConfig(
+    schema, { KAFKA_SECURITY_PROTOCOL: 'sasl_ssl', KAFKA_SASL_USERNAME: 'u', KAFKA_SASL_PASSWORD: 'hunter2' }
+  )
   t.equal(config.KAFKA_SASL_PASSWORD, 'hunter2')
 })
 
@@ -41,7 +50,9 @@ t.test('a malformed broker list is refused', async (t) => {
 })
 
 t.test('topic-name variables take only names Kafka accepts', async (t) => {
-  const topics = { IN: TopicName('R1', 'input'), LATE: TopicName('', 'late events (empty: derived)', { optional: true }) }
+  const topics = {
+    IN: TopicName('R1', 'input'), LATE: TopicName('', 'late events (empty: derived)', { optional: true }),
+  }
   t.same(loadConfig(topics, {}), { IN: 'R1', LATE: '' })
   t.same(loadConfig(topics, { IN: 'R1.dlq', LATE: 'R2.late' }), { IN: 'R1.dlq', LATE: 'R2.late' })
   const error = t.throws(() => loadConfig(topics, { IN: 'bad$name', LATE: 'x y' })) as ConfigError
@@ -61,7 +72,7 @@ t.test('a CA file must be readable; HTTP_TRUST_PROXY takes only addresses Fastif
   // "2" reads as a hop count to people, but Fastify would take it for the address 0.0.0.2
   for (const setting of ['proxy.example', '10.0.0.0/0', '10.0.0.0/33', '::1/129', '10.0.0.1/8/8', '2']) {
     const error = t.throws(() => loadConfig(schema, { HTTP_TRUST_PROXY: setting })) as ConfigError
-    t.match(error.message, `HTTP_TRUST_PROXY: must be empty, true, or addresses/CIDRs`, `"${setting}" is refused`)
+    t.match(error.message, 'HTTP_TRUST_PROXY: must be empty, true, or addresses/CIDRs', `"${setting}" is refused`)
   }
 })
 

@@ -1,6 +1,15 @@
 import t from 'tap'
 import pino from 'pino'
-import { consumerProperties, createKafkaClient, ensureTopics, loadConfig, commonConfig, pageEventMessage, decodePageEvent, producerProperties } from '@pagestream/core'
+import {
+  consumerProperties,
+  createKafkaClient,
+  ensureTopics,
+  loadConfig,
+  commonConfig,
+  pageEventMessage,
+  decodePageEvent,
+  producerProperties,
+} from '@pagestream/core'
 import { TEST_BROKERS, deleteTopics, uniqueName, waitFor, withAdmin } from '@pagestream/test-kit'
 
 const config = loadConfig(commonConfig('core-test', 0), { KAFKA_BROKERS: TEST_BROKERS })
@@ -17,7 +26,9 @@ t.test('ensureTopics creates topics with the given partitions and configs, and t
   await ensureTopics(admin, specs, { partitions: 3, replication: 1 })
   await ensureTopics(admin, specs, { partitions: 3, replication: 1 })
   // a new topic's metadata reaches every broker listener a moment after createTopics returns
-  const metadata = await waitFor('the new topics in the metadata', () => withAdmin((a) => a.fetchTopicMetadata({ topics: [plain, compacted] })))
+  const metadata = await waitFor(
+    'the new topics in the metadata', () => withAdmin((a) => a.fetchTopicMetadata({ topics: [plain, compacted] }))
+  )
   t.same(metadata.map((m) => [m.name, m.partitions.length]).sort(), [[compacted, 3], [plain, 3]].sort())
 })
 
@@ -39,13 +50,20 @@ t.test('a PageEvent makes the round trip producer -> broker -> consumer', async 
 
   const received: Array<{ key: string | undefined, event: unknown, id: string | undefined }> = []
   let assigned = 0
-  const consumer = kafka.consumer(consumerProperties({ groupId: uniqueName('core-group'), rebalance: (kind, partitions) => { if (kind === 'assign') assigned += partitions.length } }))
+  const consumer = kafka.consumer(consumerProperties({
+    groupId: uniqueName('core-group'),
+    rebalance: (kind, partitions) => { if (kind === 'assign') assigned += partitions.length },
+  }))
   await consumer.connect()
   t.teardown(() => consumer.disconnect())
   await consumer.subscribe({ topics: [topic] })
   await consumer.run({
     eachMessage: async ({ message }) => {
-      received.push({ key: message.key?.toString(), event: decodePageEvent(message.value), id: message.headers?.['event-id']?.toString() })
+      received.push({
+        key: message.key?.toString(),
+        event: decodePageEvent(message.value),
+        id: message.headers?.['event-id']?.toString(),
+      })
     },
   })
   await waitFor('the event to come back', () => received.length === 1)

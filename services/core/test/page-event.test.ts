@@ -1,5 +1,7 @@
 import t from 'tap'
-import { InvalidPageEventError, decodePageEvent, encodePageEvent, eventTime, pageEventMessage, parsePageEvent } from '@pagestream/core'
+import {
+  InvalidPageEventError, decodePageEvent, encodePageEvent, eventTime, pageEventMessage, parsePageEvent,
+} from '@pagestream/core'
 
 const valid = { name: 'blog', user: 'U2', date: '2023-09-30T22:40:16.975Z', duration: 7587 }
 
@@ -27,7 +29,9 @@ t.test('unknown properties are dropped, not refused', async (t) => {
 })
 
 const refusals: Array<[string, unknown, string, RegExp]> = [
-  ['a date that is not a date', { ...valid, date: 'yesterday' }, 'date', /ISO 8601 date-time or epoch milliseconds.*"yesterday"/],
+  ['a date that is not a date', {
+    ...valid, date: 'yesterday',
+  }, 'date', /ISO 8601 date-time or epoch milliseconds.*"yesterday"/],
   ['an impossible calendar date', { ...valid, date: '2023-13-45T99:99:00Z' }, 'date', /real calendar date-time/],
   ['a day the month does not have', { ...valid, date: '2023-02-30T10:00:00Z' }, 'date', /real calendar date-time/],
   ['a 25th hour', { ...valid, date: '2023-02-10T24:30:00Z' }, 'date', /real calendar date-time/],
@@ -56,7 +60,8 @@ t.test('encode and decode round-trip through bytes', async (t) => {
   t.same(decodePageEvent(encodePageEvent(valid)), valid)
   t.throws(() => decodePageEvent(Buffer.from('{not json')), /not JSON/)
   t.throws(() => decodePageEvent(null), /no value/)
-  t.equal(parsePageEvent({ ...valid, name: 'emoji \u{1F600}' }).name, 'emoji \u{1F600}', 'a surrogate pair is a character')
+  t.equal(parsePageEvent({ ...valid, name: 'emoji \u{1F600}' }).name, 'emoji \u{1F600}',
+    'a surrogate pair is a character')
 })
 
 t.test('a value that is not valid UTF-8 is refused, not decoded with replacement characters', async (t) => {

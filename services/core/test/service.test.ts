@@ -33,7 +33,8 @@ t.test('health, readiness, metrics and errors of a role', async (t) => {
 
   const boom = await fastify.inject('/boom')
   t.equal(boom.statusCode, 500)
-  t.same(boom.json(), { statusCode: 500, error: 'Internal Server Error', message: 'internal error' }, '5xx details stay in the log')
+  t.same(boom.json(), { statusCode: 500, error: 'Internal Server Error', message: 'internal error' },
+    '5xx details stay in the log')
   const missing = await fastify.inject('/nowhere?x=1')
   t.equal(missing.statusCode, 404)
   t.equal(missing.json().message, 'no route GET /nowhere')
@@ -41,7 +42,9 @@ t.test('health, readiness, metrics and errors of a role', async (t) => {
   const metrics = await fastify.inject('/metrics')
   t.equal(metrics.statusCode, 200)
   t.match(metrics.headers['content-type'], /text\/plain/)
-  const boomCount = metrics.body.split('\n').find((line) => line.startsWith('http_request_duration_seconds_count') && line.includes('route="/boom"'))
+  const boomCount = metrics.body.split('\n').find(
+    (line) => line.startsWith('http_request_duration_seconds_count') && line.includes('route="/boom"')
+  )
   t.match(boomCount, /status="500"/)
   t.match(boomCount, /role="probe"/)
   t.match(boomCount, / 1$/)
@@ -80,14 +83,23 @@ t.test('runService: SIGTERM drains and exits 0; bad config exits 2 naming the va
   t.teardown(() => deleteTopics([topic]))
   const fixture = join(ROOT, 'test', 'fixtures', 'minimal-role.mjs')
 
-  const bad = await run(process.execPath, [fixture], { env: { ...process.env, HTTP_PORT: 'x' } }).catch((err: { code: number, stderr: string }) => err)
+  const bad = await run(
+    process.execPath, [fixture], { env: { ...process.env, HTTP_PORT: 'x' } }
+  ).catch((err: { code: number, stderr: string }) => err)
   t.equal((bad as { code: number }).code, 2)
-  t.match((bad as { stderr: string }).stderr, /pagestream minimal: invalid configuration:\n {2}HTTP_PORT: must be an integer/)
+  t.match(
+    (bad as { stderr: string }).stderr, /pagestream minimal: invalid configuration:\n {2}HTTP_PORT: must be an integer/
+  )
 
-  const failing = await run(process.execPath, [fixture], { env: { ...process.env, KAFKA_BROKERS: TEST_BROKERS, HTTP_PORT: '0', MINIMAL_TOPIC: 'bad$name' } })
+  const failing = await run(
+    process.execPath,
+    [fixture],
+    { env: { ...process.env, KAFKA_BROKERS: TEST_BROKERS, HTTP_PORT: '0', MINIMAL_TOPIC: 'bad$name' } }
+  )
     .catch((err: { code: number, stdout: string, stderr: string }) => err)
   t.equal((failing as { code: number }).code, 1, 'a failed start-up exits 1')
-  t.match(`${(failing as { stdout: string }).stdout}${(failing as { stderr: string }).stderr}`, /start-up failed/, 'and says why')
+  t.match(`${(failing as { stdout: string }).stdout}${(failing as { stderr: string }).stderr}`, /start-up failed/,
+    'and says why')
 
   const help = await run(process.execPath, [fixture, '--help'])
   t.match(help.stdout, /MINIMAL_TOPIC +topic to write to \[default "minimal"\]/)
@@ -95,7 +107,9 @@ t.test('runService: SIGTERM drains and exits 0; bad config exits 2 naming the va
 
   const port = await freePort()
   const child = spawn(process.execPath, [fixture], {
-    env: { ...process.env, KAFKA_BROKERS: TEST_BROKERS, HTTP_PORT: String(port), MINIMAL_TOPIC: topic, LOG_LEVEL: 'info' },
+    env: {
+      ...process.env, KAFKA_BROKERS: TEST_BROKERS, HTTP_PORT: String(port), MINIMAL_TOPIC: topic, LOG_LEVEL: 'info',
+    },
     stdio: ['ignore', 'pipe', 'pipe'],
   })
   let output = ''

@@ -3,7 +3,7 @@ import t from 'tap'
 import pino from 'pino'
 import type { FastifyBaseLogger } from 'fastify'
 import {
-  type BatchFunction, type Consumer, type KafkaClient, type KafkaMessage, type PartitionState, type StreamTaskObserver,
+  type BatchFunction, type KafkaClient, type KafkaMessage, type PartitionState, type StreamTaskObserver,
   StreamTask,
 } from '@pagestream/core'
 import {
@@ -48,7 +48,7 @@ async function pipeline (t: Teardown, name: string): Promise<Pipeline> {
 
 function startTask (
   t: Teardown, topics: Pipeline, client: KafkaClient, log: FastifyBaseLogger,
-  extra: { staticMembership?: boolean, consumerCloseTimeoutMs?: number } = {},
+  extra: { staticMembership?: boolean, consumerCloseTimeoutMs?: number } = {}
 ): StreamTask {
   const task = new StreamTask(client, {
     name: 'test task',
@@ -232,7 +232,7 @@ async function statefulPipeline (t: Teardown, name: string): Promise<StatefulPip
 
 function startStatefulTask (
   t: Teardown, topics: StatefulPipeline, client: KafkaClient, state: PartitionState,
-  extra: { recovery?: 'step down' | 'recover', observer?: StreamTaskObserver } = {},
+  extra: { recovery?: 'step down' | 'recover', observer?: StreamTaskObserver } = {}
 ): StreamTask {
   const task = new StreamTask(client, {
     name: 'stateful test task',

@@ -12,12 +12,18 @@ import { TopicPolicy } from './topic-policy.js'
 const config = {
   ...commonConfig('producer', ROLE_PORTS.producer),
   ...corsConfig(),
-  PRODUCER_TOPICS: CsvList({ default: 'R1,R2', description: 'topics HTTP clients may publish to (created at start-up)' }),
+  PRODUCER_TOPICS: CsvList({
+    default: 'R1,R2', description: 'topics HTTP clients may publish to (created at start-up)',
+  }),
   PRODUCER_USERS: CsvList({ default: 'U1,U2', description: 'users GET /publish picks from at random' }),
-  PUBLISH_TIMEOUT_MS: Type.Integer({ minimum: 100, default: 5_000, description: 'longest wait for the broker to acknowledge, then 503' }),
+  PUBLISH_TIMEOUT_MS: Type.Integer({
+    minimum: 100, default: 5_000, description: 'longest wait for the broker to acknowledge, then 503',
+  }),
   EVENTS_MAX_BATCH: Type.Integer({ minimum: 1, default: 500, description: 'most events in one POST /events request' }),
   BODY_LIMIT_BYTES: Type.Integer({ minimum: 1024, default: 1_048_576, description: 'largest request body, then 413' }),
-  RATE_LIMIT_MAX: Type.Integer({ minimum: 1, default: 1_200, description: 'publish requests per client address and window, then 429' }),
+  RATE_LIMIT_MAX: Type.Integer({
+    minimum: 1, default: 1_200, description: 'publish requests per client address and window, then 429',
+  }),
   RATE_LIMIT_WINDOW_MS: Type.Integer({ minimum: 1_000, default: 60_000, description: 'rate-limit window' }),
 }
 
@@ -40,7 +46,8 @@ export const role: Role<typeof config> = {
     const producer = fastify.kafka.client.producer(producerProperties({ deliveryTimeoutMs: config.PUBLISH_TIMEOUT_MS }))
     await producer.connect()
     fastify.addHook('onClose', async () => {
-      await producer.flush({ timeout: config.PUBLISH_TIMEOUT_MS }).catch((err: Error) => fastify.log.warn({ err }, 'flush on close failed'))
+      await producer.flush({ timeout: config.PUBLISH_TIMEOUT_MS }).catch((err: Error) => fastify.log.warn({ err },
+        'flush on close failed'))
       await producer.disconnect()
     })
 
@@ -52,7 +59,13 @@ export const role: Role<typeof config> = {
       await publishing.register(rateLimit, { max: config.RATE_LIMIT_MAX, timeWindow: config.RATE_LIMIT_WINDOW_MS })
       await publishing.register(publishRoutes, {
         policy,
-        publisher: new Publisher(producer, fastify.kafka, fastify.metrics, fastify.log.child({ component: 'publisher' }), config.PUBLISH_TIMEOUT_MS + 500),
+        publisher: new Publisher(
+          producer,
+          fastify.kafka,
+          fastify.metrics,
+          fastify.log.child({ component: 'publisher' }),
+          config.PUBLISH_TIMEOUT_MS + 500
+        ),
         users: config.PRODUCER_USERS,
         maxBatch: config.EVENTS_MAX_BATCH,
         bodyLimit: config.BODY_LIMIT_BYTES,

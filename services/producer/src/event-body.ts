@@ -35,7 +35,10 @@ export function labEvent (name: string, users: readonly string[]): PageEvent {
   try {
     return parsePageEvent(randomPageEvent({ pages: [name], users }))
   } catch (err) {
-    if (err instanceof InvalidPageEventError && err.field === 'name') throw new HttpError(400, `params.name ${err.reason}`)
+    if (err instanceof InvalidPageEventError && err.field === 'name') {
+      throw new HttpError(400,
+      `params.name ${err.reason}`)
+    }
     throw err
   }
 }

@@ -27,22 +27,40 @@ export class Publisher {
     private readonly kafka: KafkaContext,
     metrics: Registry,
     private readonly log: FastifyBaseLogger,
-    private readonly timeoutMs: number,
+    private readonly timeoutMs: number
   ) {
-    this.#published = new Counter({ name: 'pagestream_events_published_total', help: 'events acknowledged by the broker', labelNames: ['topic'], registers: [metrics] })
-    this.#refused = new Counter({ name: 'pagestream_publish_failures_total', help: 'events the broker did not acknowledge', labelNames: ['topic', 'reason'], registers: [metrics] })
+    this.#published = new Counter({
+      name: 'pagestream_events_published_total',
+      help: 'events acknowledged by the broker',
+      labelNames: ['topic'],
+      registers: [metrics],
+    })
+    this.#refused = new Counter({
+      name: 'pagestream_publish_failures_total',
+      help: 'events the broker did not acknowledge',
+      labelNames: ['topic', 'reason'],
+      registers: [metrics],
+    })
   }
 
   async publish (topic: string, events: PageEvent[]): Promise<PublishedEvent[]> {
     if (!this.kafka.watch.reachable) {
       this.#refused.inc({ topic, reason: 'brokers-unreachable' }, events.length)
-      throw new HttpError(503, 'the Kafka brokers are unreachable; nothing was written, retry later', { 'retry-after': RETRY_AFTER_SECONDS })
+      throw new HttpError(
+        503,
+        'the Kafka brokers are unreachable; nothing was written, retry later',
+        { 'retry-after': RETRY_AFTER_SECONDS }
+      )
     }
     // one send per event: the client reports offsets per partition, and we promise them per record
     const outcomes = await Promise.allSettled(events.map(async (event) => {
       const eventId = randomUUID()
-      const [metadata] = await withDeadline(this.producer.send({ topic, messages: [pageEventMessage(event, eventId)] }), this.timeoutMs)
-      if (metadata === undefined || metadata.errorCode !== 0) throw new Error(`broker error ${metadata?.errorCode ?? 'unknown'}`)
+      const [metadata] = await withDeadline(
+        this.producer.send({ topic, messages: [pageEventMessage(event, eventId)] }), this.timeoutMs
+      )
+      if (metadata === undefined || metadata.errorCode !== 0) {
+        throw new Error(`broker error ${metadata?.errorCode ?? 'unknown'}`)
+      }
       return { eventId, partition: metadata.partition, offset: metadata.baseOffset ?? String(metadata.offset) }
     }))
     const failed = outcomes.filter((o) => o.status === 'rejected')
@@ -50,7 +68,8 @@ export class Publisher {
       this.#refused.inc({ topic, reason: 'not-acknowledged' }, failed.length)
       const acknowledged = outcomes.length - failed.length
       // the client library's reason stays in our log; the client learns what was and was not written
-      this.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, topic, failed: failed.length }, 'events not acknowledged')
+      this.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, topic, failed: failed.length },
+        'events not acknowledged')
       // an unacknowledged send may still have reached the log (a broker killed before it answered)
       throw new HttpError(503,
         `the broker did not acknowledge ${failed.length} of ${outcomes.length} events: ` +

@@ -49,7 +49,9 @@ export const publishRoutes: FastifyPluginAsync<PublishRoutesOptions> = async (ba
       params: Type.Object({ topic: TopicParam }),
       body: Type.Union([
         PageEventInputSchema,
-        Type.Array(PageEventInputSchema, { minItems: 1, maxItems: options.maxBatch, description: `1 to ${options.maxBatch} PageEvents` }),
+        Type.Array(PageEventInputSchema, {
+          minItems: 1, maxItems: options.maxBatch, description: `1 to ${options.maxBatch} PageEvents`,
+        }),
       ], { description: 'a PageEvent or an array of them' }),
       response: { 200: Type.Object({ topic: Type.String(), results: Type.Array(PublishedEventSchema) }), ...errors },
     },

@@ -7,7 +7,8 @@ export class TopicPolicy {
   /** What is wrong with an allow-list (PRODUCER_TOPICS): topics that may not be published to. */
   static allowListProblems (allowList: readonly string[]): string[] {
     return allowList.flatMap((topic) => {
-      const problem = topicNameProblem(topic) ?? (isInternalTopic(topic) ? 'internal topics cannot be published to' : null)
+      const problem = topicNameProblem(topic) ??
+        (isInternalTopic(topic) ? 'internal topics cannot be published to' : null)
       return problem === null ? [] : [`PRODUCER_TOPICS: "${topic}" is refused: ${problem}`]
     })
   }
@@ -24,7 +25,10 @@ export class TopicPolicy {
   check (topic: string): void {
     const problem = topicNameProblem(topic)
     if (problem !== null) throw new HttpError(400, `invalid topic name: ${problem}`)
-    if (isInternalTopic(topic)) throw new HttpError(403, `topic "${topic}" is internal to the broker and cannot be published to`)
+    if (isInternalTopic(topic)) {
+      throw new HttpError(403,
+      `topic "${topic}" is internal to the broker and cannot be published to`)
+    }
     if (!this.#allowed.has(topic)) {
       throw new HttpError(403, `topic "${topic}" is not open for publishing (allowed: ${this.topics.join(', ')})`)
     }

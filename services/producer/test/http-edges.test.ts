@@ -5,7 +5,6 @@ import { role } from '../src/app.js'
 import { producerService } from './producer-service.js'
 import { deleteTopics, readTopic, uniqueName, withAdmin } from '@pagestream/test-kit'
 
-
 const event = { name: 'blog', user: 'U2', date: '2023-09-30T22:40:16.975Z', duration: 7587 }
 const json = (body: string | Buffer, contentType = 'application/json') =>
   ({ payload: body, headers: { 'content-type': contentType } })
@@ -100,7 +99,7 @@ t.test('content types and encodings: JSON in UTF-8 only, refusals say why, key a
     t.equal(response.statusCode, status, `${what}: ${status}`)
     t.match(response.json().message, message, `${what}: ${response.json().message}`)
   }
-  t.equal(({}as Record<string, unknown>).polluted, undefined, 'no prototype was touched')
+  t.equal(({} as Record<string, unknown>).polluted, undefined, 'no prototype was touched')
   const accepted = [
     await fastify.inject({ method: 'POST', url, ...json(body, 'application/json; charset=UTF-8') }),
     await fastify.inject({

@@ -25,11 +25,17 @@ t.test('publishing: the lab endpoint and POST /events, read back from the topic'
   t.equal(record?.headers['content-type'], 'application/json')
   t.match(record?.headers['event-id'], /^[0-9a-f-]{36}$/)
 
-  const single = await fastify.inject({ method: 'POST', url: `/events/${r2}`, payload: { ...event, date: 1696113616975 } })
+  const single = await fastify.inject({
+    method: 'POST', url: `/events/${r2}`, payload: { ...event, date: 1696113616975 },
+  })
   t.equal(single.statusCode, 200)
-  const batch = await fastify.inject({ method: 'POST', url: `/events/${r2}`, payload: [event, { ...event, name: 'news' }, { ...event, name: 'shop' }] })
+  const batch = await fastify.inject({
+    method: 'POST', url: `/events/${r2}`, payload: [event, { ...event, name: 'news' }, { ...event, name: 'shop' }],
+  })
   t.equal(batch.statusCode, 200)
-  const results = [...single.json().results, ...batch.json().results] as Array<{ eventId: string, partition: number, offset: string }>
+  const results = [...single.json().results, ...batch.json().results] as Array<{
+    eventId: string, partition: number, offset: string,
+  }>
   t.equal(results.length, 4)
   const records = await readTopic(r2, { count: 4 })
   t.equal(records.length, 4, 'exactly the four events')
@@ -46,18 +52,36 @@ t.test('refusals are 4xx JSON naming the problem, and nothing is written', async
   const [allowed, offList] = [uniqueName('prod-ok'), uniqueName('prod-off')]
   await createTopics(t, [offList])
   t.teardown(() => deleteTopics([allowed]))
-  const fastify = await producerService(t, { PRODUCER_TOPICS: allowed, EVENTS_MAX_BATCH: '3', BODY_LIMIT_BYTES: '2048' })
+  const fastify = await producerService(
+    t, { PRODUCER_TOPICS: allowed, EVENTS_MAX_BATCH: '3', BODY_LIMIT_BYTES: '2048' }
+  )
 
   const cases: Array<[string, InjectOptions | string, number, RegExp]> = [
-    ['a topic off the allow-list', `/publish/${offList}/blog`, 403, new RegExp(`"${offList}" is not open for publishing \\(allowed: ${allowed}\\)`)],
+    ['a topic off the allow-list', `/publish/${offList}/blog`, 403,
+      new RegExp(`"${offList}" is not open for publishing \\(allowed: ${allowed}\\)`)],
     ['a Kafka-internal topic', '/publish/__consumer_offsets/blog', 403, /internal to the broker/],
     ['an illegal topic name', { method: 'POST', url: '/events/bad$name', payload: event }, 400, /invalid topic name/],
-    ['a bad date', { method: 'POST', url: `/events/${allowed}`, payload: { ...event, date: 'yesterday' } }, 400, /^body\.date must be an ISO 8601 date-time or epoch milliseconds \(got "yesterday"\)$/],
-    ['a missing field', { method: 'POST', url: `/events/${allowed}`, payload: { name: 'blog', date: event.date, duration: 1 } }, 400, /body.*user is required|user/],
-    ['a negative duration in a batch', { method: 'POST', url: `/events/${allowed}`, payload: [event, { ...event, duration: -5 }] }, 400, /duration/],
-    ['too many events', { method: 'POST', url: `/events/${allowed}`, payload: [event, event, event, event] }, 400, /1 to 3 PageEvents|must NOT have more than 3 items/],
-    ['a body over the limit', { method: 'POST', url: `/events/${allowed}`, payload: [{ ...event, name: 'x'.repeat(3000) }] }, 413, /too large/i],
-    ['a body that is not JSON', { method: 'POST', url: `/events/${allowed}`, payload: 'name=blog', headers: { 'content-type': 'application/x-www-form-urlencoded' } }, 415, /content-type/i],
+    ['a bad date', {
+      method: 'POST', url: `/events/${allowed}`, payload: { ...event, date: 'yesterday' },
+    }, 400, /^body\.date must be an ISO 8601 date-time or epoch milliseconds \(got "yesterday"\)$/],
+    ['a missing field', {
+      method: 'POST', url: `/events/${allowed}`, payload: { name: 'blog', date: event.date, duration: 1 },
+    }, 400, /body.*user is required|user/],
+    ['a negative duration in a batch', {
+      method: 'POST', url: `/events/${allowed}`, payload: [event, { ...event, duration: -5 }],
+    }, 400, /duration/],
+    ['too many events', {
+      method: 'POST', url: `/events/${allowed}`, payload: [event, event, event, event],
+    }, 400, /1 to 3 PageEvents|must NOT have more than 3 items/],
+    ['a body over the limit', {
+      method: 'POST', url: `/events/${allowed}`, payload: [{ ...event, name: 'x'.repeat(3000) }],
+    }, 413, /too large/i],
+    ['a body that is not JSON', {
+      method: 'POST',
+      url: `/events/${allowed}`,
+      payload: 'name=blog',
+      headers: { 'content-type': 'application/x-www-form-urlencoded' },
+    }, 415, /content-type/i],
     ['an empty batch', { method: 'POST', url: `/events/${allowed}`, payload: [] }, 400, /body/],
   ]
   for (const [what, request, status, message] of cases) {
@@ -75,9 +99,18 @@ t.test('refusals are 4xx JSON naming the problem, and nothing is written', async
 t.test('behind a trusted proxy, each client address has its own rate limit', async (t) => {
   const topic = uniqueName('prod-proxy')
   t.teardown(() => deleteTopics([topic]))
-  const fastify = await producerService(t, { PRODUCER_TOPICS: topic, RATE_LIMIT_MAX: '1', HTTP_TRUST_PROXY: '127.0.0.1' })
-  const from = (client: string) => fastify.inject({ url: `/publish/${topic}/p`, headers: { 'x-forwarded-for': client } })
-  t.same([(await from('203.0.113.1')).statusCode, (await from('203.0.113.2')).statusCode, (await from('203.0.113.1')).statusCode], [200, 200, 429])
+  const fastify = await producerService(
+    t, { PRODUCER_TOPICS: topic, RATE_LIMIT_MAX: '1', HTTP_TRUST_PROXY: '127.0.0.1' }
+  )
+  const from = (client: string) => fastify.inject({
+    url: `/publish/${topic}/p`, headers: { 'x-forwarded-for': client },
+  })
+  t.same(
+    [(await from('203.0.113.1')).statusCode, (await from('203.0.113.2')).statusCode, (await from(
+      '203.0.113.1'
+    )).statusCode],
+    [200, 200, 429]
+  )
 })
 
 t.test('rate limit answers 429 JSON', async (t) => {
@@ -95,7 +128,9 @@ t.test('rate limit answers 429 JSON', async (t) => {
 t.test('broker unreachable: 503 with Retry-After within seconds, never a hang', async (t) => {
   const broker = await privateBroker(t)
   const topic = uniqueName('prod-down')
-  const producer = await startRole(t, 'producer', { KAFKA_BROKERS: broker.brokers, PRODUCER_TOPICS: topic, PUBLISH_TIMEOUT_MS: '3000' })
+  const producer = await startRole(
+    t, 'producer', { KAFKA_BROKERS: broker.brokers, PRODUCER_TOPICS: topic, PUBLISH_TIMEOUT_MS: '3000' }
+  )
   t.equal((await fetch(`${producer.url}/publish/${topic}/blog`)).status, 200)
 
   await broker.stop()
@@ -112,16 +147,36 @@ t.test('broker unreachable: 503 with Retry-After within seconds, never a hang', 
   t.ok(Date.now() - fast < 500, 'once the broker is known down, refusals are immediate')
 })
 
-function postOnNewConnection (url: string, body: string): Promise<{ status: number, contentType: string, body: string, error: string }> {
+function postOnNewConnection (url: string, body: string): Promise<{
+  status: number, contentType: string, body: string, error: string,
+}> {
   return new Promise((resolve) => {
-    const request = httpRequest(url, { method: 'POST', agent: false, headers: { 'content-type': 'application/json', connection: 'close' } }, (response) => {
+    const request = httpRequest(url, {
+      method: 'POST', agent: false, headers: { 'content-type': 'application/json', connection: 'close' },
+    }, (response) => {
       let text = ''
       response.setEncoding('utf8')
       response.on('data', (chunk: string) => { text += chunk })
-      response.on('end', () => resolve({ status: response.statusCode ?? 0, contentType: String(response.headers['content-type'] ?? ''), body: text, error: '' }))
-      response.on('error', (err: NodeJS.ErrnoException) => resolve({ status: 0, contentType: '', body: '', error: err.code ?? err.message }))
+      response.on(
+        'end',
+        () => resolve({
+          status: response.statusCode ?? 0,
+          contentType: String(response.headers['content-type'] ?? ''),
+          body: text,
+          error: '',
+        })
+      )
+      response.on(
+        'error',
+        (err: NodeJS.ErrnoException) => resolve({
+          status: 0, contentType: '', body: '', error: err.code ?? err.message,
+        })
+      )
     })
-    request.on('error', (err: NodeJS.ErrnoException) => resolve({ status: 0, contentType: '', body: '', error: err.code ?? err.message }))
+    request.on(
+      'error',
+      (err: NodeJS.ErrnoException) => resolve({ status: 0, contentType: '', body: '', error: err.code ?? err.message })
+    )
     request.end(body)
   })
 }
@@ -135,9 +190,14 @@ t.test('SIGTERM during a burst of publishes loses no acknowledged event', async 
   const broken: Array<{ user: string, outcome: string }> = []
   const send = async (i: number) => {
     // a connection per request: a reset then means a request under way was cut, not a keep-alive race
-    const response = await postOnNewConnection(`${producer.url}/events/${topic}`, JSON.stringify({ ...event, user: `U${i}` }))
-    if (response.status === 200) acknowledged.push(...(JSON.parse(response.body) as { results: Array<{ eventId: string }> }).results.map((r) => r.eventId))
-    else if (response.status === 503 && /json/.test(response.contentType)) refused++
+    const response = await postOnNewConnection(`${producer.url}/events/${topic}`, JSON.stringify({
+      ...event, user: `U${i}`,
+    }))
+    if (response.status === 200) {
+      acknowledged.push(
+        ...(JSON.parse(response.body) as { results: Array<{ eventId: string }> }).results.map((r) => r.eventId)
+      )
+    } else if (response.status === 503 && /json/.test(response.contentType)) refused++
     else if (response.status === 0 && response.error === 'ECONNREFUSED') refused++
     else broken.push({ user: `U${i}`, outcome: response.status === 0 ? response.error : `HTTP ${response.status}` })
   }
@@ -145,6 +205,7 @@ t.test('SIGTERM during a burst of publishes loses no acknowledged event', async 
   let exited = false
   // a request every 2 ms until the producer has exited, and one more: some come after SIGTERM however slow the machine
   const launching = (async () => {
+    // eslint-disable-next-line no-unmodified-loop-condition -- the exit handler sets it while this loop awaits
     while (!exited) {
       burst.push(send(burst.length))
       await new Promise((resolve) => setTimeout(resolve, 2))
@@ -162,9 +223,12 @@ t.test('SIGTERM during a burst of publishes loses no acknowledged event', async 
   t.ok(refused > 0, `requests after SIGTERM were refused (${refused}), acknowledged ${acknowledged.length}`)
   const records = await readTopic(topic, { count: acknowledged.length })
   const onTopic = new Set(records.map((r) => r.headers['event-id']))
-  t.equal(acknowledged.filter((id) => !onTopic.has(id)).length, 0, `all ${acknowledged.length} acknowledged events are on the topic`)
+  t.equal(acknowledged.filter((id) => !onTopic.has(id)).length, 0,
+    `all ${acknowledged.length} acknowledged events are on the topic`)
   t.equal(records.length, acknowledged.length, 'and nothing else: no request was processed without its answer')
   const users = new Set(records.map((r) => (JSON.parse(r.value ?? '{}') as { user: string }).user))
-  t.same(broken.filter((b) => users.has(b.user)), [], `connections reset during close (${broken.length}) carried requests never processed`)
-  t.ok(broken.every((b) => b.outcome === 'ECONNRESET'), 'the only other outcome is a reset of a connection not yet read')
+  t.same(broken.filter((b) => users.has(b.user)), [],
+    `connections reset during close (${broken.length}) carried requests never processed`)
+  t.ok(broken.every((b) => b.outcome === 'ECONNRESET'),
+    'the only other outcome is a reset of a connection not yet read')
 })

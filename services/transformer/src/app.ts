@@ -9,35 +9,46 @@ const config = {
   ...commonConfig('transformer', ROLE_PORTS.transformer),
   TRANSFORMER_INPUT_TOPIC: TopicName('R1', 'topic of PageEvents to transform'),
   TRANSFORMER_OUTPUT_TOPIC: TopicName('R3', 'topic the transformed PageEvents are written to'),
-  TRANSFORMER_GROUP_ID: Type.String({ minLength: 1, default: 'pagestream-transformer', description: 'consumer group of the transformer replicas' }),
+  TRANSFORMER_GROUP_ID: Type.String({
+    minLength: 1, default: 'pagestream-transformer', description: 'consumer group of the transformer replicas',
+  }),
   TRANSFORMER_INSTANCE_ID: Type.String({
     pattern: '^[a-zA-Z0-9._-]{0,200}$',
     default: '',
     description: 'stable name of this replica, unique among the replicas (transactional.id and group.instance.id are ' +
-      'derived from it); a restart with the same name fences its predecessor. Empty: <hostname>-<pid>-<random>, new per process, dynamic member',
+      'derived from it); a restart with the same name fences its predecessor. ' +
+      'Empty: <hostname>-<pid>-<random>, new per process, dynamic member',
   }),
   TRANSFORMER_STATIC_MEMBERSHIP: Type.Boolean({
     default: true,
     description: 'join the group as a static member (group.instance.id) when TRANSFORMER_INSTANCE_ID is set: ' +
       'a restart under the same id gets its partitions back at once; turn off when ids change on every restart',
   }),
-  TRANSFORMER_BATCH_SIZE: Type.Integer({ minimum: 1, maximum: 10_000, default: 500, description: 'most input records per transaction' }),
+  TRANSFORMER_BATCH_SIZE: Type.Integer({
+    minimum: 1, maximum: 10_000, default: 500, description: 'most input records per transaction',
+  }),
   TRANSFORMER_DELIVERY_TIMEOUT_MS: Type.Integer({
-    minimum: 1_000, maximum: 300_000, default: 10_000,
-    description: 'longest wait for the broker to acknowledge a transaction\'s records before the transaction is aborted and retried (transaction.timeout.ms is 10 s more)',
+    minimum: 1_000,
+    maximum: 300_000,
+    default: 10_000,
+    description: 'longest wait for the broker to acknowledge a transaction\'s records before the transaction is ' +
+      'aborted and retried (transaction.timeout.ms is 10 s more)',
   }),
 }
 
 type TransformerConfig = StaticDecode<TObject<typeof config>>
 
-const Status = Type.Object({
+const StatusSchema = Type.Object({
   inputTopic: Type.String(),
   outputTopic: Type.String(),
   deadLetterTopic: Type.String(),
   groupId: Type.String(),
   transactionalId: Type.String(),
   groupInstanceId: Type.Union([Type.String(), Type.Null()], { description: 'group.instance.id when a static member' }),
-  assignment: Type.Union([Type.Array(Type.Integer()), Type.Null()], { description: 'partitions of the input topic owned now; null before the group was joined' }),
+  assignment: Type.Union(
+    [Type.Array(Type.Integer()), Type.Null()],
+    { description: 'partitions of the input topic owned now; null before the group was joined' }
+  ),
   counts: Type.Object({
     transformed: Type.Integer(),
     deadLettered: Type.Integer(),
@@ -49,12 +60,14 @@ const Status = Type.Object({
   }),
   lastError: Type.Union([Type.String(), Type.Null()]),
 })
-type Status = Static<typeof Status>
+type Status = Static<typeof StatusSchema>
 
 async function transformer (fastify: FastifyInstance, { config }: { config: TransformerConfig }) {
   const deadLetters = deadLetterTopic(config.TRANSFORMER_INPUT_TOPIC)
   // the input too, so the transformer can start before anything was published
-  await fastify.kafka.ensureTopics([{ topic: config.TRANSFORMER_INPUT_TOPIC }, { topic: config.TRANSFORMER_OUTPUT_TOPIC }, { topic: deadLetters }])
+  await fastify.kafka.ensureTopics([
+    { topic: config.TRANSFORMER_INPUT_TOPIC }, { topic: config.TRANSFORMER_OUTPUT_TOPIC }, { topic: deadLetters },
+  ])
 
   // a static member needs an id given on purpose: two processes with one default id would fence each other
   const replica = replicaInstanceId(config.TRANSFORMER_INSTANCE_ID)
@@ -94,7 +107,7 @@ async function transformer (fastify: FastifyInstance, { config }: { config: Tran
     return problem === undefined ? { ok: true } : { ok: false, detail: problem }
   })
 
-  fastify.get('/status', { schema: { response: { 200: Status } } }, async (): Promise<Status> => ({
+  fastify.get('/status', { schema: { response: { 200: StatusSchema } } }, async (): Promise<Status> => ({
     inputTopic: config.TRANSFORMER_INPUT_TOPIC,
     outputTopic: config.TRANSFORMER_OUTPUT_TOPIC,
     deadLetterTopic: deadLetters,

@@ -19,7 +19,7 @@ export interface ProcessorSettings {
 
 /** R1 -> R3 exactly once: the core stream task with the lab's function as its batch function. */
 export function transformProcessor (
-  client: KafkaClient, settings: ProcessorSettings, log: FastifyBaseLogger, observer: StreamTaskObserver,
+  client: KafkaClient, settings: ProcessorSettings, log: FastifyBaseLogger, observer: StreamTaskObserver
 ): StreamTask {
   return new StreamTask(client, {
     name: 'transformer',

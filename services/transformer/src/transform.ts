@@ -5,7 +5,9 @@ import {
 
 /** The lab's function: the same view with `duration` doubled and `name` and `user` upper-cased. */
 export function transformPageEvent (event: PageEvent): PageEvent {
-  return { name: event.name.toUpperCase(), user: event.user.toUpperCase(), date: event.date, duration: event.duration * 2 }
+  return {
+    name: event.name.toUpperCase(), user: event.user.toUpperCase(), date: event.date, duration: event.duration * 2,
+  }
 }
 
 export interface TransformedBatch {
@@ -29,7 +31,9 @@ function headerText (value: HeaderValue): string | undefined {
  * derived from where the record was read, which stays the same however often the batch is retried.
  */
 export function traceId (source: { topic: string, partition: number, message: KafkaMessage }): string {
-  return headerText(source.message.headers?.[EVENT_ID_HEADER]) ?? `${source.topic}:${source.partition}:${source.message.offset}`
+  return headerText(
+    source.message.headers?.[EVENT_ID_HEADER]
+  ) ?? `${source.topic}:${source.partition}:${source.message.offset}`
 }
 
 /**
@@ -38,7 +42,7 @@ export function traceId (source: { topic: string, partition: number, message: Ka
  * leave the safe-integer range, and such an event must not reach R3 as if it were valid.
  */
 export function transformBatch (
-  topic: string, partition: number, messages: KafkaMessage[], writer: DeadLetterWriter = { role: 'transformer' },
+  topic: string, partition: number, messages: KafkaMessage[], writer: DeadLetterWriter = { role: 'transformer' }
 ): TransformedBatch {
   const outputs: TransformedBatch['outputs'] = []
   const deadLetters: TransformedBatch['deadLetters'] = []

@@ -21,8 +21,11 @@ t.test('two processes with one TRANSFORMER_INSTANCE_ID: the fenced one is unread
 
   // the twin joins as the same static member: the broker fences the first one's consumer
   const twin = await startRole(t, 'transformer', {
-    TRANSFORMER_INPUT_TOPIC: topics.input, TRANSFORMER_OUTPUT_TOPIC: topics.output, TRANSFORMER_GROUP_ID: topics.group,
-    TRANSFORMER_INSTANCE_ID: 'static-twin', LOG_LEVEL: 'warn',
+    TRANSFORMER_INPUT_TOPIC: topics.input,
+    TRANSFORMER_OUTPUT_TOPIC: topics.output,
+    TRANSFORMER_GROUP_ID: topics.group,
+    TRANSFORMER_INSTANCE_ID: 'static-twin',
+    LOG_LEVEL: 'warn',
   }, { waitReady: false })
   const noticed = Date.now()
   const unready = await waitFor('the first one to say it is not ready', async () => {
@@ -57,7 +60,8 @@ t.test('TRANSFORMER_INSTANCE_ID unset: two processes on one host get their own i
   const [sa, sb] = [await status(a), await status(b)]
   t.not(sa.transactionalId, sb.transactionalId, 'no shared transactional.id')
   const host = hostname().replace(/[^a-zA-Z0-9._-]/g, '-')
-  t.match(sa.transactionalId, new RegExp(`^${topics.group}-${host}-${a.child.pid}-[0-9a-f]{6}$`), '<group>-<hostname>-<pid>-<random>')
+  t.match(sa.transactionalId, new RegExp(`^${topics.group}-${host}-${a.child.pid}-[0-9a-f]{6}$`),
+    '<group>-<hostname>-<pid>-<random>')
   t.same([sa.groupInstanceId, sb.groupInstanceId], [null, null], 'no static membership without an id set on purpose')
   const events = inputEvents(200, 'default-id')
   await writeRecords(topics.input, asRecords(events))

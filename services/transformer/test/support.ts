@@ -17,7 +17,9 @@ export async function pipeline (t: Teardown, name: string): Promise<Pipeline> {
   return { input, output, deadLetters: `${input}.dlq`, group: uniqueName(`${name}-group`) }
 }
 
-export function startTransformer (t: Teardown, topics: Pipeline, instance: string, env: Record<string, string> = {}): Promise<RunningRole> {
+export function startTransformer (
+  t: Teardown, topics: Pipeline, instance: string, env: Record<string, string> = {}
+): Promise<RunningRole> {
   return startRole(t, 'transformer', {
     TRANSFORMER_INPUT_TOPIC: topics.input,
     TRANSFORMER_OUTPUT_TOPIC: topics.output,
@@ -33,8 +35,13 @@ export interface TransformerStatus {
   groupInstanceId: string | null
   assignment: number[] | null
   counts: {
-    transformed: number, deadLettered: number, transactionsCommitted: number, transactionsAborted: number,
-    producerReplacements: number, timesFenced: number, consumerFatalErrors: number
+    transformed: number,
+    deadLettered: number,
+    transactionsCommitted: number,
+    transactionsAborted: number,
+    producerReplacements: number,
+    timesFenced: number,
+    consumerFatalErrors: number
   }
   lastError: string | null
 }
@@ -53,7 +60,12 @@ export interface InputEvent { id: string, event: PageEvent }
 export function inputEvents (count: number, prefix: string): InputEvent[] {
   return Array.from({ length: count }, (_, i) => ({
     id: `${prefix}-${i}`,
-    event: { name: PAGES[i % PAGES.length]!, user: `u${i % 7}`, date: new Date(1_700_000_000_000 + i).toISOString(), duration: i },
+    event: {
+      name: PAGES[i % PAGES.length]!,
+      user: `u${i % 7}`,
+      date: new Date(1_700_000_000_000 + i).toISOString(),
+      duration: i,
+    },
   }))
 }
 
@@ -66,7 +78,9 @@ export function asRecords (events: InputEvent[]) {
 }
 
 export function expectedOutput (event: PageEvent): PageEvent {
-  return { name: event.name.toUpperCase(), user: event.user.toUpperCase(), date: event.date, duration: event.duration * 2 }
+  return {
+    name: event.name.toUpperCase(), user: event.user.toUpperCase(), date: event.date, duration: event.duration * 2,
+  }
 }
 
 /**
@@ -83,7 +97,8 @@ export function exactlyOnceReport (inputs: InputEvent[], outputs: ReadRecord[]) 
     const want = expected.get(id)
     if (want === undefined) { wrong.push(`${id}: not an input`); continue }
     if (record.key !== want.name) wrong.push(`${id}: key ${record.key}`)
-    if (record.headers['content-type'] !== 'application/json') wrong.push(`${id}: content-type ${record.headers['content-type']}`)
+    const contentType = record.headers['content-type']
+    if (contentType !== 'application/json') wrong.push(`${id}: content-type ${contentType}`)
     if (record.value !== JSON.stringify(want)) wrong.push(`${id}: value ${record.value}`)
   }
   return {
@@ -98,7 +113,9 @@ export function exactlyOnceReport (inputs: InputEvent[], outputs: ReadRecord[]) 
  * Writes records as a steady stream with an independent producer (not the code under test):
  * `chunk` records every `everyMs`, so that the transformer is busy while the test kills it.
  */
-export async function writeSteadily (topic: string, records: ReturnType<typeof asRecords>, options: { chunk: number, everyMs: number }): Promise<{ ms: number }> {
+export async function writeSteadily (
+  topic: string, records: ReturnType<typeof asRecords>, options: { chunk: number, everyMs: number }
+): Promise<{ ms: number }> {
   const producer = testKafka().producer({ 'linger.ms': 5, 'enable.idempotence': true })
   await producer.connect()
   const started = Date.now()
