@@ -5,8 +5,6 @@ export default [
     ts: true,
     ignores: [
       ...resolveIgnoresFromGitignore(),
-      // TEMPORARY while other branches rewrite these files (issue 10, 11); the lead removes it at the final pass
-      'test/chart.test.ts', 'test/compose.test.ts',
     ],
   }),
   {

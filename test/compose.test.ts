@@ -10,7 +10,9 @@ import { parse } from 'yaml'
 import { ConfigError, loadConfig } from '@pagestream/core'
 import { COMPOSE_GO_VERSION, composeValidator } from '@pagestream/test-kit/compose-schema'
 import { ROOT, startRole } from '@pagestream/test-kit'
-import { ROLES, type RoleName, type RoleSchema, loadRoles, requiredVariables, serverPath } from '@pagestream/test-kit/roles'
+import {
+  ROLES, type RoleName, type RoleSchema, loadRoles, requiredVariables, serverPath,
+} from '@pagestream/test-kit/roles'
 
 const run = promisify(execFile)
 const compose = parse(readFileSync(join(ROOT, 'redpanda-compose.yml'), 'utf8'), { merge: true }) as any
@@ -23,7 +25,10 @@ t.before(async () => { roles = await loadRoles() })
 
 /** Compose's `${VAR:-default}` as `docker compose` resolves it with VAR unset. */
 function interpolate (value: unknown): string {
-  return String(value).replace(/\$\{([A-Z_]+)(?::?-([^}]*))?\}/g, (_match, _name: string, fallback?: string) => fallback ?? '')
+  return String(value).replace(
+    /\$\{([A-Z_]+)(?::?-([^}]*))?\}/g,
+    (_match, _name: string, fallback?: string) => fallback ?? ''
+  )
 }
 
 function environment (service: any): Record<string, string> {
@@ -34,14 +39,20 @@ function environment (service: any): Record<string, string> {
 
 const defaultPort = (role: RoleName) => Number(roles.get(role)?.config.HTTP_PORT?.default)
 
-t.test('the compose file is valid against the Compose Specification (compose-go ' + COMPOSE_GO_VERSION + ')', async (t) => {
+const composeSpecTitle =
+  'the compose file is valid against the Compose Specification (compose-go ' + COMPOSE_GO_VERSION + ')'
+t.test(composeSpecTitle, async (t) => {
   const validate = await composeValidator()
   t.same(validate(compose), [], 'redpanda-compose.yml')
   const broken = structuredClone(compose)
   broken.services.producer.depends_on.topics.condition = 'service_finished'
   broken.services.producer.healthcheck.intervall = '5s'
   const problems = validate(broken).join('\n')
-  t.match(problems, /depends_on\/topics\/condition must be equal to one of the allowed values/, 'the validation does fail on a wrong file')
+  t.match(
+    problems,
+    /depends_on\/topics\/condition must be equal to one of the allowed values/,
+    'the validation does fail on a wrong file'
+  )
   t.match(problems, /additional properties \(intervall\)/)
 })
 
@@ -56,19 +67,29 @@ t.test('compose runs Redpanda, Console, the topic set-up and every role', async 
   }
 })
 
-t.test('Redpanda: one dev-container broker, Kafka API on localhost:9092, an internal listener for containers', async (t) => {
-  const redpanda = compose.services.redpanda
-  const args: string[] = redpanda.command.map(interpolate)
-  t.ok(args.includes('--mode=dev-container'))
-  t.ok(args.includes('--smp=1'), 'a single core: one broker for a laptop')
-  t.ok(args.includes('--kafka-addr=internal://0.0.0.0:29092,external://0.0.0.0:9092'))
-  t.ok(args.includes('--advertise-kafka-addr=internal://redpanda:29092,external://localhost:9092'), 'host clients are told localhost:9092, containers redpanda:29092')
-  t.ok(redpanda.ports.map(interpolate).includes('127.0.0.1:9092:9092'), 'host clients reach the external listener')
-  t.match(redpanda.healthcheck.test.join(' '), /rpk cluster health/)
-  t.match(compose.services.console.environment, { KAFKA_BROKERS: 'redpanda:29092' })
-  t.same(compose.services.console.depends_on, { redpanda: { condition: 'service_healthy' } })
-  t.ok(compose.services.console.ports.map(interpolate).some((p: string) => p.endsWith(':8080') && !p.includes(':8080:')), 'Console is published beside, not on, the dashboard port')
-})
+t.test(
+  'Redpanda: one dev-container broker, Kafka API on localhost:9092, an internal listener for containers',
+  async (t) => {
+    const redpanda = compose.services.redpanda
+    const args: string[] = redpanda.command.map(interpolate)
+    t.ok(args.includes('--mode=dev-container'))
+    t.ok(args.includes('--smp=1'), 'a single core: one broker for a laptop')
+    t.ok(args.includes('--kafka-addr=internal://0.0.0.0:29092,external://0.0.0.0:9092'))
+    t.ok(
+      args.includes('--advertise-kafka-addr=internal://redpanda:29092,external://localhost:9092'),
+      'host clients are told localhost:9092, containers redpanda:29092'
+    )
+    t.ok(redpanda.ports.map(interpolate).includes('127.0.0.1:9092:9092'), 'host clients reach the external listener')
+    t.match(redpanda.healthcheck.test.join(' '), /rpk cluster health/)
+    t.match(compose.services.console.environment, { KAFKA_BROKERS: 'redpanda:29092' })
+    t.same(compose.services.console.depends_on, { redpanda: { condition: 'service_healthy' } })
+    const consolePorts: string[] = compose.services.console.ports.map(interpolate)
+    t.ok(
+      consolePorts.some((p) => p.endsWith(':8080') && !p.includes(':8080:')),
+      'Console is published beside, not on, the dashboard port'
+    )
+  }
+)
 
 t.test('the one-shot set-up creates every topic the roles use, with auto-creation off', async (t) => {
   const topics = compose.services.topics
@@ -124,12 +145,17 @@ t.test('every role: the variables its schema requires, only variables it knows, 
     t.equal(env.HTTP_HOST, '0.0.0.0', `${role}: listens on every interface of its container`)
     t.equal(env.KAFKA_BROKERS, 'redpanda:29092', `${role}: uses the internal listener`)
     t.equal(Number(env.HTTP_PORT), defaultPort(role), `${role}: on its usual port`)
-    t.same(compose.services[role].ports.map(interpolate), [`127.0.0.1:${env.HTTP_PORT}:${env.HTTP_PORT}`], `${role}: published on localhost:${env.HTTP_PORT}`)
+    t.same(
+      compose.services[role].ports.map(interpolate),
+      [`127.0.0.1:${env.HTTP_PORT}:${env.HTTP_PORT}`],
+      `${role}: published on localhost:${env.HTTP_PORT}`
+    )
     try {
       loadConfig(schema.config, env)
       t.pass(`${role}: accepts its compose environment`)
     } catch (err) {
-      t.fail(`${role}: refuses its compose environment: ${err instanceof ConfigError ? err.problems.join('; ') : String(err)}`)
+      const reason = err instanceof ConfigError ? err.problems.join('; ') : String(err)
+      t.fail(`${role}: refuses its compose environment: ${reason}`)
     }
   }
 })
@@ -137,21 +163,35 @@ t.test('every role: the variables its schema requires, only variables it knows, 
 t.test('every role: health check, start order, restrictions, and time to shut down', async (t) => {
   for (const role of ROLES) {
     const service = compose.services[role]
-    t.same(service.healthcheck.test, ['CMD', 'node', '/app/deploy/docker/healthcheck.mjs'], `${role}: health from /health/ready, without curl`)
-    t.same(service.depends_on, { redpanda: { condition: 'service_healthy' }, topics: { condition: 'service_completed_successfully' } }, `${role}: starts after the broker is healthy and the topics exist`)
+    t.same(
+      service.healthcheck.test,
+      ['CMD', 'node', '/app/deploy/docker/healthcheck.mjs'],
+      `${role}: health from /health/ready, without curl`
+    )
+    t.same(
+      service.depends_on,
+      { redpanda: { condition: 'service_healthy' }, topics: { condition: 'service_completed_successfully' } },
+      `${role}: starts after the broker is healthy and the topics exist`
+    )
     t.equal(service.read_only, true)
     t.same(service.cap_drop, ['ALL'])
     t.not(String(service.user).split(':')[0], '0', `${role}: not root`)
     const grace = Number(/^(\d+)s$/.exec(service.stop_grace_period)?.[1])
-    t.ok(grace * 1000 > Number(environment(service).SHUTDOWN_TIMEOUT_MS), `${role}: killed only after its own shutdown timeout`)
+    t.ok(
+      grace * 1000 > Number(environment(service).SHUTDOWN_TIMEOUT_MS),
+      `${role}: killed only after its own shutdown timeout`
+    )
   }
 })
 
+/** One Dockerfile stage: its base image, its name if any, and its instructions. */
+type Stage = { from: string, name?: string, instructions: Array<{ op: string, args: string }> }
+
 /** The Dockerfile's instructions per stage, continuation lines joined. */
-function stages (text: string): Array<{ from: string, name?: string, instructions: Array<{ op: string, args: string }> }> {
+function stages (text: string): Stage[] {
   const lines = text.replace(/\\\n/g, ' ').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
   const args: Record<string, string> = {}
-  const result: Array<{ from: string, name?: string, instructions: Array<{ op: string, args: string }> }> = []
+  const result: Stage[] = []
   for (const line of lines) {
     const [op = '', ...rest] = line.split(/\s+/)
     const value = rest.join(' ')
@@ -168,19 +208,35 @@ function stages (text: string): Array<{ from: string, name?: string, instruction
   return result
 }
 
-t.test('the image: multi-stage on Node 24 slim, librdkafka built in the build stage, runtime libraries only in the final one', async (t) => {
+const imageTitle = 'the image: multi-stage on Node 24 slim, librdkafka built in the build stage, ' +
+  'runtime libraries only in the final one'
+t.test(imageTitle, async (t) => {
   const [build, final, ...more] = stages(dockerfile)
   t.equal(more.length, 0, 'two stages')
   t.equal(build?.from, 'node:24-bookworm-slim')
   t.equal(final?.from, 'node:24-bookworm-slim')
-  const runs = (stage: typeof build) => (stage?.instructions ?? []).filter((i) => i.op === 'RUN').map((i) => i.args).join(' && ')
+  const runs = (stage: typeof build) =>
+    (stage?.instructions ?? []).filter((i) => i.op === 'RUN').map((i) => i.args).join(' && ')
   const buildRuns = runs(build)
-  for (const step of ['CKJS_LINKING=dynamic npm ci', 'npm run build', 'npm prune --omit=dev']) t.match(buildRuns, step, `build stage runs ${step}`)
-  t.ok(buildRuns.indexOf('npm ci') < buildRuns.indexOf('npm run build') && buildRuns.indexOf('npm run build') < buildRuns.indexOf('npm prune'), 'install, build, then prune')
-  for (const pkg of ['libssl-dev', 'libsasl2-dev', 'libzstd-dev', 'liblz4-dev', 'zlib1g-dev', 'libcurl4-openssl-dev', 'build-essential']) t.match(buildRuns, pkg)
-  const installed = (/apt-get install ([^&]+)/.exec(runs(final))?.[1] ?? '').split(/\s+/).filter((w) => w && !w.startsWith('-'))
-  for (const lib of ['libssl3', 'zlib1g', 'libzstd1', 'libsasl2-2', 'liblz4-1', 'libcurl4', 'ca-certificates']) t.ok(installed.includes(lib), `final stage has ${lib}`)
-  t.same(installed.filter((pkg) => pkg.endsWith('-dev') || ['build-essential', 'python3', 'curl', 'wget', 'gcc', 'g++', 'make'].includes(pkg)), [], 'and no compilers, headers or curl')
+  for (const step of ['CKJS_LINKING=dynamic npm ci', 'npm run build', 'npm prune --omit=dev']) {
+    t.match(buildRuns, step, `build stage runs ${step}`)
+  }
+  const at = (step: string) => buildRuns.indexOf(step)
+  t.ok(at('npm ci') < at('npm run build') && at('npm run build') < at('npm prune'), 'install, build, then prune')
+  const buildPackages = [
+    'libssl-dev', 'libsasl2-dev', 'libzstd-dev', 'liblz4-dev', 'zlib1g-dev', 'libcurl4-openssl-dev', 'build-essential',
+  ]
+  for (const pkg of buildPackages) t.match(buildRuns, pkg)
+  const installed = (/apt-get install ([^&]+)/.exec(runs(final))?.[1] ?? '')
+    .split(/\s+/).filter((w) => w && !w.startsWith('-'))
+  const runtimeLibraries = ['libssl3', 'zlib1g', 'libzstd1', 'libsasl2-2', 'liblz4-1', 'libcurl4', 'ca-certificates']
+  for (const lib of runtimeLibraries) t.ok(installed.includes(lib), `final stage has ${lib}`)
+  const buildTools = ['build-essential', 'python3', 'curl', 'wget', 'gcc', 'g++', 'make']
+  t.same(
+    installed.filter((pkg) => pkg.endsWith('-dev') || buildTools.includes(pkg)),
+    [],
+    'and no compilers, headers or curl'
+  )
   const finalOps = final?.instructions ?? []
   const user = finalOps.filter((i) => i.op === 'USER').at(-1)?.args ?? ''
   t.match(user, /^[1-9]\d*(:\d+)?$/, 'a numeric non-root user, so runAsNonRoot can be verified')
@@ -188,26 +244,44 @@ t.test('the image: multi-stage on Node 24 slim, librdkafka built in the build st
   const health = finalOps.find((i) => i.op === 'HEALTHCHECK')?.args ?? ''
   t.match(health, /CMD \["node", "\/app\/deploy\/docker\/healthcheck\.mjs"\]/, 'HEALTHCHECK runs node, not curl')
   t.equal(finalOps.find((i) => i.op === 'ENTRYPOINT')?.args, '["/app/deploy/docker/entrypoint.sh"]')
-  t.ok(finalOps.some((i) => i.op === 'COPY' && i.args.includes('deploy/docker/entrypoint.sh') && i.args.includes('deploy/docker/healthcheck.mjs')))
-  t.notOk(finalOps.some((i) => i.op === 'COPY' && !i.args.startsWith('--from=build') && /(^| )(\.|services|node_modules)( |$)/.test(i.args)), 'the final stage takes the app only from the build stage')
+  t.ok(finalOps.some((i) => i.op === 'COPY' &&
+    i.args.includes('deploy/docker/entrypoint.sh') && i.args.includes('deploy/docker/healthcheck.mjs')))
+  const appFromContext = (i: { op: string, args: string }) => i.op === 'COPY' && !i.args.startsWith('--from=build') &&
+    /(^| )(\.|services|node_modules)( |$)/.test(i.args)
+  t.notOk(finalOps.some(appFromContext), 'the final stage takes the app only from the build stage')
   // every workspace's manifest is copied before `npm ci`, or npm ci would not install it
-  const workspaces = (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { workspaces: string[] }).workspaces
+  const rootManifest = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { workspaces: string[] }
+  const workspaces = rootManifest.workspaces
   const copies = (build?.instructions ?? []).filter((i) => i.op === 'COPY').map((i) => i.args)
-  for (const workspace of workspaces) t.ok(copies.includes(`${workspace}/package.json ${workspace}/`), `build stage copies ${workspace}/package.json`)
-  for (const path of ['node_modules/fastify/package.json', 'services/core/node_modules/x', 'services/producer/dist/server.js', '.git/HEAD', 'charts/pagestream/values.yaml', 'deploy/kind/cluster.sh', 'services/producer/test/producer.test.ts']) {
+  for (const workspace of workspaces) {
+    t.ok(copies.includes(`${workspace}/package.json ${workspace}/`), `build stage copies ${workspace}/package.json`)
+  }
+  const leftOut = [
+    'node_modules/fastify/package.json', 'services/core/node_modules/x', 'services/producer/dist/server.js',
+    '.git/HEAD', 'charts/pagestream/values.yaml', 'deploy/kind/cluster.sh', 'services/producer/test/producer.test.ts',
+  ]
+  for (const path of leftOut) {
     t.ok(ignored(path), `.dockerignore keeps ${path} out of the build context`)
   }
-  const sources = (build?.instructions ?? []).concat(finalOps).filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
+  const sources = (build?.instructions ?? []).concat(finalOps)
+    .filter((i) => i.op === 'COPY' && !i.args.startsWith('--from'))
     .flatMap((i) => i.args.split(/\s+/).slice(0, -1))
   t.ok(sources.length >= 10)
-  for (const source of [...sources, 'services/producer/src/app.ts', 'web/public/index.html']) t.notOk(ignored(source), `the build context keeps ${source}`)
+  for (const source of [...sources, 'services/producer/src/app.ts', 'web/public/index.html']) {
+    t.notOk(ignored(source), `the build context keeps ${source}`)
+  }
 })
 
-/** Whether .dockerignore leaves a path out of the build context: last matching pattern wins, `!` re-includes, a matched folder drops its contents. */
+/**
+ * Whether .dockerignore leaves a path out of the build context: last matching pattern wins, `!` re-includes,
+ * a matched folder drops its contents.
+ */
 function ignored (path: string): boolean {
-  const patterns = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
-  const regex = (pattern: string) => new RegExp(`^${pattern.split(/(\*\*\/|\*|\?)/).map((part) =>
-    part === '**/' ? '(?:.*/)?' : part === '*' ? '[^/]*' : part === '?' ? '[^/]' : part.replace(/[.+^${}()|[\]\\]/g, '\\$&')).join('')}(?:/.*)?$`)
+  const patterns = readFileSync(join(ROOT, '.dockerignore'), 'utf8').split('\n')
+    .map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))
+  const globPart = (p: string) =>
+    p === '**/' ? '(?:.*/)?' : p === '*' ? '[^/]*' : p === '?' ? '[^/]' : p.replace(/[.+^${}()|[\]\\]/g, '\\$&')
+  const regex = (pattern: string) => new RegExp(`^${pattern.split(/(\*\*\/|\*|\?)/).map(globPart).join('')}(?:/.*)?$`)
   let excluded = false
   for (const pattern of patterns) {
     const negated = pattern.startsWith('!')
@@ -218,20 +292,26 @@ function ignored (path: string): boolean {
 
 t.test('the entry point maps exactly the roles to their servers, and refuses anything else', async (t) => {
   const script = readFileSync(entrypoint, 'utf8')
-  const arms = [...script.matchAll(/^\s*([a-z]+)\) port=(\d+) ;;$/gm)].map((m) => [m[1] as string, Number(m[2])] as const)
+  const arms = [...script.matchAll(/^\s*([a-z]+)\) port=(\d+) ;;$/gm)]
+    .map((m) => [m[1] as string, Number(m[2])] as const)
   t.same(arms.map(([role]) => role).sort(), [...ROLES].sort(), 'one case per role')
   for (const [role, port] of arms) {
     t.equal(port, defaultPort(role as RoleName), `${role}: the entry point's port is the role's schema default`)
     t.ok(existsSync(serverPath(role)), `services/${role}/dist/server.js exists after the build`)
   }
-  t.match(script, /exec node [^\n]*"\$app\/services\/\$role\/dist\/server\.js" "\$@"/, 'exec: the role is PID 1 and gets SIGTERM itself')
+  t.match(
+    script,
+    /exec node [^\n]*"\$app\/services\/\$role\/dist\/server\.js" "\$@"/,
+    'exec: the role is PID 1 and gets SIGTERM itself'
+  )
   for (const role of ROLES) {
     const { stdout } = await run('sh', [entrypoint, role, '--help'], { env: { ...process.env, PAGESTREAM_HOME: ROOT } })
     t.match(stdout, `pagestream ${role}:`, `${role}: the entry point starts the role (its --help)`)
     t.match(stdout, /HTTP_PORT/)
   }
   for (const bad of ['', 'core', '../core', 'analytics/../core']) {
-    const refused = await run('sh', [entrypoint, bad], { env: { ...process.env, PAGESTREAM_HOME: ROOT } }).then(() => undefined, (err: { code: number, stderr: string }) => err)
+    const refused = await run('sh', [entrypoint, bad], { env: { ...process.env, PAGESTREAM_HOME: ROOT } })
+      .then(() => undefined, (err: { code: number, stderr: string }) => err)
     t.equal(refused?.code, 64, `"${bad}" is refused`)
     t.match(refused?.stderr, /unknown role/)
   }
@@ -239,7 +319,8 @@ t.test('the entry point maps exactly the roles to their servers, and refuses any
 
 t.test('the HEALTHCHECK answers 0 while the role is ready and 1 once it is gone', async (t) => {
   const producer = await startRole(t, 'producer')
-  const check = () => run(process.execPath, [healthcheck], { env: { ...process.env, HTTP_PORT: String(producer.port) } })
+  const env = { ...process.env, HTTP_PORT: String(producer.port) }
+  const check = () => run(process.execPath, [healthcheck], { env })
     .then(() => 0, (err: { code: number }) => err.code)
   t.equal(await check(), 0, 'ready role: healthy')
   await producer.stop()
