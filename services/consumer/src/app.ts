@@ -1,5 +1,7 @@
 import { Type } from '@sinclair/typebox'
-import { type Role, TopicName, commonConfig, deadLetterTopic, producerProperties } from '@pagestream/core'
+import {
+  type Role, TopicName, commonConfig, deadLetterTopic, producerProperties, watchConsumerLag,
+} from '@pagestream/core'
 import { EventLogger } from './event-logger.js'
 import { GroupMember } from './group-member.js'
 
@@ -42,6 +44,7 @@ export const role: Role<typeof config> = {
       await dlqProducer.disconnect()
     })
     await member.start()
+    await watchConsumerLag(fastify, [{ group: config.CONSUMER_GROUP_ID, topic }])
 
     fastify.get('/status', async () => ({
       topic,

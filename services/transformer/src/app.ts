@@ -1,6 +1,6 @@
 import { Type, type Static, type StaticDecode, type TObject } from '@sinclair/typebox'
 import type { FastifyInstance } from 'fastify'
-import { type Role, TopicName, commonConfig, deadLetterTopic, replicaInstanceId, streamTaskMetrics } from '@pagestream/core'
+import { type Role, TopicName, commonConfig, deadLetterTopic, replicaInstanceId, streamTaskMetrics, watchConsumerLag } from '@pagestream/core'
 import { transformProcessor } from './processor.js'
 
 const config = {
@@ -80,6 +80,7 @@ async function transformer (fastify: FastifyInstance, { config }: { config: Tran
     fastify.log.info(counts(), 'transformer stopped')
   })
   await processor.start()
+  await watchConsumerLag(fastify, [{ group: config.TRANSFORMER_GROUP_ID, topic: config.TRANSFORMER_INPUT_TOPIC }])
 
   fastify.health.addCheck('consumer-group', () => {
     const assignment = processor.assignment
