@@ -21,7 +21,24 @@ export async function scrapeMetrics (url: string): Promise<MetricSample[]> {
   return parseMetrics(await response.text())
 }
 
-/** The metric names of an exposition, from its TYPE lines (histograms by their base name). */
+/** The series names an exposition's TYPE lines promise: a histogram's _bucket, _sum and _count too. */
 export function metricNames (text: string): Set<string> {
-  return new Set([...text.matchAll(/^# TYPE (\S+) /gm)].map((match) => match[1] as string))
+  return new Set([...text.matchAll(/^# TYPE (\S+) (\S+)/gm)].flatMap(([, name = '', type]) =>
+    type === 'histogram' || type === 'summary'
+      ? [name, `${name}_bucket`, `${name}_sum`, `${name}_count`]
+      : [name]))
+}
+
+const PROMQL_WORDS = new Set(['and', 'or', 'unless', 'bool', 'offset'])
+
+/** The metric names a PromQL expression reads (label matchers, ranges, grouping and functions left out). */
+export function promqlMetrics (expr: string): string[] {
+  const bare = expr
+    .replace(/"(?:[^"\\]|\\.)*"/g, '""')
+    .replace(/\{[^}]*\}/g, ' ')
+    .replace(/\[[^\]]*\]/g, ' ')
+    .replace(/\b(by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)/g, ' ')
+  return [...bare.matchAll(/\b([a-zA-Z_:][a-zA-Z0-9_:]*)\b(?!\s*\()/g)]
+    .map((match) => match[1] as string)
+    .filter((word) => !PROMQL_WORDS.has(word) && !/^\d/.test(word))
 }
