@@ -1,11 +1,14 @@
 // The chart's Prometheus and Grafana objects: rendered by helm, validated against the pinned
 // prometheus-operator CRDs and Kubernetes schemas, and every metric they query exported by the roles.
-import { readFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import t from 'tap'
 import { type KubeObject, find, one, renderChart } from '@pagestream/test-kit/helm'
 import { kubernetesValidator } from '@pagestream/test-kit/kube-schema'
 import { monitoringValidator } from '@pagestream/test-kit/monitoring-schema'
+import { checkRules } from '@pagestream/test-kit/promtool'
+import { stringify } from 'yaml'
 import { ROOT, deleteTopics, metricNames, promqlMetrics, startRole, uniqueName } from '@pagestream/test-kit'
 
 const RELEASE = 'demo'
@@ -66,6 +69,20 @@ t.test('the dashboard has the panels an operator looks at, the chart and deploy/
   const titles = dashboard().panels.map((p) => p.title).join('\n')
   for (const topic of [/Publish rate/, /4xx, 5xx, 503/, /Ack latency/, /Consumer lag/, /committed and aborted/,
     /Dead letters and late/, /SSE clients/, /restore time/, /memory/]) t.match(titles, topic)
+})
+
+t.test('promtool accepts the rules, and refuses a broken expression', async (t) => {
+  const dir = mkdtempSync(join(tmpdir(), 'pagestream-rules-'))
+  t.teardown(() => rmSync(dir, { recursive: true, force: true }))
+  const spec = one(objects, 'PrometheusRule', `${RELEASE}-pagestream`).spec
+  const file = join(dir, 'rules.yaml')
+  writeFileSync(file, stringify(spec))
+  const checked = await checkRules(file)
+  t.equal(checked.code, 0, checked.output)
+  t.match(checked.output, new RegExp(`SUCCESS: ${alerts().length} rules found`))
+  const broken = join(dir, 'broken.yaml')
+  writeFileSync(broken, stringify({ groups: [{ name: 'x', rules: [{ alert: 'X', expr: 'sum(rate(up[5m])' }] }] }))
+  t.not((await checkRules(broken)).code, 0, 'a parse error fails the check')
 })
 
 t.test('every alert has a runbook line in the README', async (t) => {
