@@ -2,12 +2,13 @@ import { Type, type StaticDecode, type TObject } from '@sinclair/typebox'
 import fp from 'fastify-plugin'
 import {
   ROLE_PORTS, type Role, TopicName, commonConfig, connectionProperties, corsConfig, deadLetterTopic, replicaInstanceId,
+  watchConsumerLag,
 } from '@pagestream/core'
 import { dashboardPlugin, webRoot } from './dashboard.js'
 import { liveRoutes } from './live-routes.js'
 import { ensureChangelog } from './changelog.js'
 import { WindowProcessor } from './processor.js'
-import { ensureRepartitionTopic, repartitionStage, repartitionTopic } from './repartition.js'
+import { ensureRepartitionTopic, repartitionGroup, repartitionStage, repartitionTopic } from './repartition.js'
 import { TimeSourceSchema, windowSpec } from './window-geometry.js'
 
 const Millis = (defaultValue: number, description: string, minimum = 0) => Type.Integer({
@@ -167,6 +168,9 @@ export const role: Role<typeof config> = {
       const failed = (await Promise.allSettled(starting)).find((result) => result.status === 'rejected')
       if (failed !== undefined) throw failed.reason
       fastify.log.info({ topics, spec, transactionalId: processor.transactionalId }, 'processor started')
+      const rekeyLag = { group: repartitionGroup(config.ANALYTICS_GROUP_ID), topic: config.ANALYTICS_INPUT_TOPIC }
+      const windowLag = { group: config.ANALYTICS_GROUP_ID, topic: topics.input }
+      await watchConsumerLag(fastify, [...(rekey ? [rekeyLag] : []), windowLag])
     }
 
     await fastify.register(liveRoutes, {

@@ -57,6 +57,11 @@ export async function ensureRepartitionTopic (
   await ensureCopartitioned(admin, input, topic, replication)
 }
 
+/** The consumer group (and transactional.id prefix) of the re-keying stage. */
+export function repartitionGroup (groupId: string): string {
+  return `${groupId}-repartition`
+}
+
 /**
  * The re-keying stage, as Kafka Streams runs one before a groupBy: input -> repartition topic,
  * one transaction per batch with the input offsets (own consumer group and transactional.id).
@@ -64,7 +69,7 @@ export async function ensureRepartitionTopic (
  */
 export function repartitionStage (settings: RepartitionSettings): StreamTask {
   const { input, output, groupId } = settings
-  const group = `${groupId}-repartition`
+  const group = repartitionGroup(groupId)
   return new StreamTask(settings.client, {
     name: 'repartition stage',
     inputTopic: input,

@@ -1,5 +1,7 @@
 import { type Static, Type } from '@sinclair/typebox'
-import { ROLE_PORTS, type Role, TopicName, commonConfig, deadLetterTopic, producerProperties } from '@pagestream/core'
+import {
+  ROLE_PORTS, type Role, TopicName, commonConfig, deadLetterTopic, producerProperties, watchConsumerLag,
+} from '@pagestream/core'
 import { EventLogger } from './event-logger.js'
 import { GroupMember } from './group-member.js'
 
@@ -54,6 +56,7 @@ export const role: Role<typeof config> = {
       await dlqProducer.disconnect()
     })
     await member.start()
+    await watchConsumerLag(fastify, [{ group: config.CONSUMER_GROUP_ID, topic }])
 
     fastify.get('/status', { schema: { response: { 200: Status } } }, async (): Promise<ConsumerStatus> => ({
       topic,

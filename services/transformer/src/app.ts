@@ -2,6 +2,7 @@ import { Type, type Static, type StaticDecode, type TObject } from '@sinclair/ty
 import type { FastifyInstance } from 'fastify'
 import {
   ROLE_PORTS, type Role, TopicName, commonConfig, deadLetterTopic, replicaInstanceId, streamTaskMetrics,
+  watchConsumerLag,
 } from '@pagestream/core'
 import { transformProcessor } from './processor.js'
 
@@ -95,6 +96,7 @@ async function transformer (fastify: FastifyInstance, { config }: { config: Tran
     fastify.log.info(counts(), 'transformer stopped')
   })
   await processor.start()
+  await watchConsumerLag(fastify, [{ group: config.TRANSFORMER_GROUP_ID, topic: config.TRANSFORMER_INPUT_TOPIC }])
 
   fastify.health.addCheck('consumer-group', () => {
     const assignment = processor.assignment
