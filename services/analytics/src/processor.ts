@@ -1,7 +1,7 @@
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
-  type KafkaClient, type KafkaMessage, type OutgoingRecord, type PageEvent, type PartitionState,
+  type CheckResult, type KafkaClient, type KafkaMessage, type OutgoingRecord, type PageEvent, type PartitionState,
   type StreamTaskObserver, type TopicRecords, InvalidPageEventError, StreamTask, deadLetterMessage, decodePageEvent,
   eventTime,
 } from '@pagestream/core'
@@ -116,7 +116,7 @@ export class WindowProcessor implements PartitionState {
   }
 
   /** Ready once the group gave this instance its partitions (possibly none) and their state is restored. */
-  readiness (): { ok: boolean, detail?: string } {
+  readiness (): CheckResult {
     const problem = this.#task.problem
     if (problem !== undefined) return { ok: false, detail: problem }
     return { ok: true, detail: `owns partitions [${this.#task.ownedPartitions.join(',')}]` }

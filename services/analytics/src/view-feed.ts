@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
 import type { FastifyBaseLogger } from 'fastify'
-import type { Admin } from '@pagestream/core'
+import type { Admin, CheckResult } from '@pagestream/core'
 import { Value } from '@sinclair/typebox/value'
 import { PartitionReader } from './partition-reader.js'
 import type { AnalyticsView } from './view.js'
@@ -52,7 +52,7 @@ export class ViewFeed {
     log.info({ topic, partitions: partitions.length }, 'view follows the output topic')
   }
 
-  readiness (): { ok: boolean, detail?: string } {
+  readiness (): CheckResult {
     if (!this.#started) return { ok: false, detail: 'connecting to the output topic' }
     if (this.#catchingUp.size > 0) {
       return {
