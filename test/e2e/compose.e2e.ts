@@ -8,13 +8,11 @@ import { promisify } from 'node:util'
 import t from 'tap'
 import { parse } from 'yaml'
 import { chromiumPage } from '@pagestream/test-kit/browser'
-import { waitFor } from '@pagestream/test-kit'
 import { labPorts } from './lab-ports.js'
 
 const { ports: LAB_PORTS, env: LAB_PORT_ENV } = await labPorts()
-// after labPorts: the Kafka helpers read the broker address when they load
-const { readTopic, uniqueName, withAdmin } = await import('@pagestream/test-kit')
-const { ROOT } = await import('@pagestream/test-kit')
+// after labPorts, and nothing of the kit's root before: its Kafka helpers read the broker address when they load
+const { ROOT, readTopic, uniqueName, waitFor, withAdmin } = await import('@pagestream/test-kit')
 const { ROLES } = await import('@pagestream/test-kit/roles')
 
 const run = promisify(execFile)
