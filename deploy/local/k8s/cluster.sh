@@ -377,6 +377,15 @@ up() {
   echo "$state/admin.kubeconfig"
 }
 
+# the name containerd gives an image imported from `docker save`: docker.io/library/ for short names
+ctr_name() {
+  case $1 in
+    */*/*) echo "$1" ;;
+    */*) case ${1%%/*} in *.*|*:*|localhost) echo "$1" ;; *) echo "docker.io/$1" ;; esac ;;
+    *) echo "docker.io/library/$1" ;;
+  esac
+}
+
 load() {
   [ $# -gt 0 ] || die "usage: cluster.sh load IMAGE..."
   ours containerd >/dev/null || die "the cluster is not up (cluster.sh up)"
@@ -394,7 +403,12 @@ load() {
       continue
     fi
     log "loading $image"
-    docker save "$image" | ctr --address "$sock" -n k8s.io images import - >/dev/null
+    if ! docker save "$image" | ctr --address "$sock" -n k8s.io images import - >/dev/null; then
+      # seen once here: "parent snapshot ... does not exist" while the replaced image's layers were collected
+      log "importing $image failed; removing the copy loaded before and importing once more"
+      ctr --address "$sock" -n k8s.io images rm "$(ctr_name "$image")" >/dev/null 2>&1 || true
+      docker save "$image" | ctr --address "$sock" -n k8s.io images import - >/dev/null
+    fi
     echo "$id" >"$stamp"
   done
 }
