@@ -7,7 +7,9 @@ import t, { type Test } from 'tap'
 import {
   ROOT, type RunningRole, TEST_BROKERS, deleteTopics, startRole, topicExists, uniqueName, waitFor, writeRecords,
 } from '@pagestream/test-kit'
-import { analyticsTopics, eventMessage, topicEnv } from '../services/analytics/test/fixture.js'
+import {
+  analyticsTopics, eventMessage, oneSecondWindows, steadyEvents,
+} from '../services/analytics/test/fixture.js'
 import { asRecords, inputEvents, pipeline, startTransformer, status } from '../services/transformer/test/support.js'
 
 const run = promisify(execFile)
@@ -62,18 +64,10 @@ t.test('a failed start-up whose close hangs still exits 1 within SHUTDOWN_TIMEOU
 
 t.test('a second analytics with one instance id, started on a taken port, leaves the running one be', async (t) => {
   const topics = await analyticsTopics(t, 'life-twin', 2)
-  const env = {
-    ...topicEnv(topics),
-    WINDOW_SIZE_MS: '1000',
-    WINDOW_GRACE_MS: '0',
-    COMMIT_INTERVAL_MS: '100',
-    ANALYTICS_INSTANCE_ID: 'twin',
-    LOG_LEVEL: 'warn',
-  }
+  const env = oneSecondWindows(topics, { COMMIT_INTERVAL_MS: '100', ANALYTICS_INSTANCE_ID: 'twin', LOG_LEVEL: 'warn' })
   const running = await startRole(t, 'analytics', env)
-  const at = Date.parse('2024-01-01T00:00:00.000Z')
-  const events = (from: number, count: number) => Array.from({ length: count },
-    (_, i) => eventMessage({ page: `p${i % 5}`, user: 'u', at: at + (from + i) * 10, duration: 1 }))
+  const pages = ['p0', 'p1', 'p2', 'p3', 'p4']
+  const events = (from: number, count: number) => steadyEvents(from, count, pages).map(eventMessage)
   const counted = () => metric(running, 'analytics_events_total')
   await writeRecords(topics.input, events(0, 100))
   await waitFor('the running replica to count 100 events', async () => await counted() >= 100, 30_000)

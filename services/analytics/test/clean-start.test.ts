@@ -1,6 +1,6 @@
 import t from 'tap'
 import { type RunningRole, startRole, writeRecords } from '@pagestream/test-kit'
-import { analyticsTopics, eventMessage, readWindows, topicEnv } from './fixture.js'
+import { analyticsTopics, eventMessage, oneSecondWindows, readWindows } from './fixture.js'
 
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
 const PAGES = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h']
@@ -21,13 +21,7 @@ function loudLines (role: RunningRole, aboveLevel: number): unknown[] {
 t.test('a start and a restart on several partitions log no errors; the restart nothing above info', async (t) => {
   const topics = await analyticsTopics(t, 'clean-start', 12)
   // windows close by event time only, so the restart's round can add to the window the flush opened
-  const env = {
-    ...topicEnv(topics),
-    WINDOW_SIZE_MS: '1000',
-    WINDOW_GRACE_MS: '0',
-    COMMIT_INTERVAL_MS: '100',
-    WINDOW_IDLE_CLOSE_MS: '0',
-  }
+  const env = oneSecondWindows(topics, { COMMIT_INTERVAL_MS: '100', WINDOW_IDLE_CLOSE_MS: '0' })
 
   const first = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, round(T0))

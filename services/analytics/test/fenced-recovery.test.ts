@@ -1,19 +1,14 @@
 import t from 'tap'
 import { startRole, waitFor, writeRecords } from '@pagestream/test-kit'
 import {
-  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, windowCounts,
-  type PageEventSpec,
+  STEADY_T0, analyticsTopics, eventMessage, finalTable, oneSecondWindows, processorReadiness, readWindows,
+  steadyEvents, windowCounts,
 } from './fixture.js'
 
-const T0 = Date.parse('2024-01-01T00:00:00.000Z')
+const T0 = STEADY_T0
 const PAGES = ['a', 'b', 'c', 'd', 'e']
 
-/** `count` events 10 ms apart from the `from`-th on: 100 per 1 s window, so rounds of 300 fill whole windows. */
-function events (from: number, count: number): PageEventSpec[] {
-  return Array.from({ length: count }, (_, i) => ({
-    page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1,
-  }))
-}
+const events = (from: number, count: number) => steadyEvents(from, count, PAGES)
 
 const metric = async (url: string, pattern: RegExp) => pattern.test(await (await fetch(`${url}/metrics`)).text())
 
@@ -23,13 +18,7 @@ t.test('a replica fenced by a static member with its instance id is not ready, '
   // ANALYTICS_INSTANCE_ID set: static membership (group.instance.id = transactional.id), as in compose;
   // no closing on the clock, so the fenced replica has nothing to commit: only its consumer learns of the fence.
   // Both stages (the re-keying hop and the windows) follow one recovery policy: out while the twin lives, back after
-  const env = {
-    ...topicEnv(topics),
-    WINDOW_SIZE_MS: '1000',
-    WINDOW_GRACE_MS: '0',
-    WINDOW_IDLE_CLOSE_MS: '0',
-    ANALYTICS_INSTANCE_ID: 'same',
-  }
+  const env = oneSecondWindows(topics, { WINDOW_IDLE_CLOSE_MS: '0', ANALYTICS_INSTANCE_ID: 'same' })
   const survivor = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, events(0, 300).map(eventMessage))
   await waitFor('the first replica to commit',
@@ -79,7 +68,7 @@ t.test('a replica fenced by a static member with its instance id is not ready, '
 t.test('replicas started without ANALYTICS_INSTANCE_ID on one host get ids of their own ' +
   'and share the partitions', async (t) => {
   const topics = await analyticsTopics(t, 'default-ids', 2)
-  const env = { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0' }
+  const env = oneSecondWindows(topics)
   const first = await startRole(t, 'analytics', env)
   const second = await startRole(t, 'analytics', env)
   await waitFor('each replica to own one partition', async () => {

@@ -36,6 +36,11 @@ export function topicEnv (topics: AnalyticsTopics): Record<string, string> {
   }
 }
 
+/** The role's settings for these topics with 1 s windows closed on time (no grace), plus `extra`. */
+export function oneSecondWindows (topics: AnalyticsTopics, extra: Record<string, string> = {}): Record<string, string> {
+  return { ...topicEnv(topics), WINDOW_SIZE_MS: '1000', WINDOW_GRACE_MS: '0', ...extra }
+}
+
 /** The analytics role in this process, exactly as production builds it, ready to serve. */
 export async function startAnalytics (t: Teardown, env: Record<string, string>): Promise<FastifyInstance> {
   const config = loadConfig(
@@ -50,6 +55,18 @@ export async function startAnalytics (t: Teardown, env: Record<string, string>):
 }
 
 export interface PageEventSpec { page: string, user: string, at: number, duration: number }
+
+export const STEADY_T0 = Date.parse('2024-01-01T00:00:00.000Z')
+
+/**
+ * `count` events 10 ms apart from the `from`-th on, round-robin over `pages`: 100 per 1 s window, so rounds of 300
+ * fill whole windows.
+ */
+export function steadyEvents (from: number, count: number, pages: readonly string[]): PageEventSpec[] {
+  return Array.from({ length: count }, (_, i) => ({
+    page: pages[(from + i) % pages.length]!, user: `U${(from + i) % 7}`, at: STEADY_T0 + (from + i) * 10, duration: 1,
+  }))
+}
 
 export function eventMessage (event: PageEventSpec): { key: string, value: string } {
   return {

@@ -1,30 +1,21 @@
 import t from 'tap'
 import { startRole, waitFor, writeRecords } from '@pagestream/test-kit'
 import {
-  analyticsTopics, eventMessage, finalTable, processorReadiness, readWindows, topicEnv, windowCounts,
-  type PageEventSpec,
+  STEADY_T0, analyticsTopics, eventMessage, finalTable, oneSecondWindows, processorReadiness, readWindows,
+  steadyEvents, windowCounts,
 } from './fixture.js'
 
-const T0 = Date.parse('2024-01-01T00:00:00.000Z')
+const T0 = STEADY_T0
 const PAGES = ['a', 'b', 'c', 'd', 'e', 'f']
 
-function events (from: number, count: number): PageEventSpec[] {
-  return Array.from({ length: count }, (_, i) => ({
-    page: PAGES[(from + i) % PAGES.length]!, user: `U${(from + i) % 7}`, at: T0 + (from + i) * 10, duration: 1,
-  }))
-}
+const events = (from: number, count: number) => steadyEvents(from, count, PAGES)
 
 t.test('two replicas given the same ANALYTICS_INSTANCE_ID: ' +
   'the older steps down instead of both fencing each other forever', async (t) => {
   const topics = await analyticsTopics(t, 'twins', 2)
-  const env = {
-    ...topicEnv(topics),
-    WINDOW_SIZE_MS: '1000',
-    WINDOW_GRACE_MS: '0',
-    COMMIT_INTERVAL_MS: '100',
-    ANALYTICS_INSTANCE_ID: 'twin',
-    ANALYTICS_STATIC_MEMBERSHIP: 'false',
-  }
+  const env = oneSecondWindows(topics, {
+    COMMIT_INTERVAL_MS: '100', ANALYTICS_INSTANCE_ID: 'twin', ANALYTICS_STATIC_MEMBERSHIP: 'false',
+  })
   const older = await startRole(t, 'analytics', env)
   await writeRecords(topics.input, events(0, 300).map(eventMessage))
   const committed = /analytics_transactions_total\{[^}]*result="committed"[^}]*\} [1-9]/
