@@ -11,6 +11,7 @@ import { kafkaPlugin } from './kafka-plugin.js'
 import { loggerOptions } from './logger.js'
 import { metricsPlugin } from './metrics.js'
 import { type PortReservation, reservePort } from './port-reservation.js'
+import { startTracing, stopTracing } from './tracing.js'
 
 /** What a role is: its name, its config schema and its Fastify plugin. */
 export interface Role<P extends TProperties> {
@@ -178,9 +179,11 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
     else fastify.log.info({ signal }, 'stopping')
     stopping = true
     await fastify.close()
+    await stopTracing()
   })
   let reservation: PortReservation | undefined
   try {
+    await startTracing(config)
     fastify = serviceInstance(config, {})
     // local problems (port taken) first: a failed start must not join a group or fence a running replica
     reservation = await reservePort(config.HTTP_HOST, config.HTTP_PORT)

@@ -2,7 +2,7 @@ import rateLimit from '@fastify/rate-limit'
 import { Type } from '@sinclair/typebox'
 import {
   ConfigError, CsvList, ROLE_PORTS, type Role, allowCrossOrigin, commonConfig, corsConfig, pageEventNameProblems,
-  producerProperties,
+  producerProperties, traceRequests,
 } from '@pagestream/core'
 import { acceptJsonOnly } from './json-body.js'
 import { Publisher } from './publisher.js'
@@ -56,6 +56,8 @@ export const role: Role<typeof config> = {
       origins: config.CORS_ORIGINS, methods: ['GET', 'POST'], allowedHeaders: ['content-type'],
     })
     await fastify.register(async (publishing) => {
+      // publish requests only: probes and scrapes would bury them
+      traceRequests(publishing)
       await publishing.register(rateLimit, { max: config.RATE_LIMIT_MAX, timeWindow: config.RATE_LIMIT_WINDOW_MS })
       await publishing.register(publishRoutes, {
         policy,

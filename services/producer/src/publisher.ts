@@ -1,6 +1,8 @@
 import { randomUUID } from 'node:crypto'
 import { type Static, Type } from '@sinclair/typebox'
-import { HttpError, type KafkaContext, type PageEvent, type Producer, pageEventMessage } from '@pagestream/core'
+import {
+  HttpError, type KafkaContext, type PageEvent, type Producer, pageEventMessage, tracedSend,
+} from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 
@@ -55,9 +57,8 @@ export class Publisher {
     // one send per event: the client reports offsets per partition, and we promise them per record
     const outcomes = await Promise.allSettled(events.map(async (event) => {
       const eventId = randomUUID()
-      const [metadata] = await withDeadline(
-        this.producer.send({ topic, messages: [pageEventMessage(event, eventId)] }), this.timeoutMs
-      )
+      const [metadata] = await tracedSend(topic, pageEventMessage(event, eventId),
+        (record) => withDeadline(this.producer.send({ topic, messages: [record] }), this.timeoutMs))
       if (metadata === undefined || metadata.errorCode !== 0) {
         throw new Error(`broker error ${metadata?.errorCode ?? 'unknown'}`)
       }
