@@ -31,18 +31,20 @@ t.test('one event published over HTTP is one trace through producer, transformer
       // export within a tenth of a second, not the SDK's 5 s, so the test waits for spans, not for a timer
       OTEL_BSP_SCHEDULE_DELAY: '100',
     }
-    const producer = await startRole(t, 'producer', { ...common, PRODUCER_TOPICS: topic })
+    // four roles start at once on two shared cores: readiness (a group join each) may take a while
+    const slow = { readyTimeoutMs: 90_000 }
+    const producer = await startRole(t, 'producer', { ...common, PRODUCER_TOPICS: topic }, slow)
     const roles = await Promise.all([
-      startRole(t, 'consumer', { ...common, CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: groups.consumer }),
+      startRole(t, 'consumer', { ...common, CONSUMER_TOPIC: topic, CONSUMER_GROUP_ID: groups.consumer }, slow),
       startRole(t, 'transformer', {
         ...common,
         TRANSFORMER_INPUT_TOPIC: topic,
         TRANSFORMER_OUTPUT_TOPIC: output,
         TRANSFORMER_GROUP_ID: groups.transformer,
-      }),
+      }, slow),
       startRole(t, 'analytics', {
         ...common, ANALYTICS_INPUT_TOPIC: topic, ANALYTICS_OUTPUT_TOPIC: windows, ANALYTICS_GROUP_ID: groups.analytics,
-      }),
+      }, slow),
     ])
 
     const response = await fetch(`${producer.url}/publish/${topic}/traced-page`)
@@ -93,6 +95,23 @@ t.test('one event published over HTTP is one trace through producer, transformer
       'the analytics window stage continues the trace through the repartition topic')
     t.equal(new Set(trace.map((s) => s.service)).size, 4, 'four services in one trace')
 
+    t.test('POST /events continues the caller\'s trace', async (t) => {
+      const caller = { trace: 'a'.repeat(32), span: 'd'.repeat(16) }
+      const posted = await fetch(`${producer.url}/events/${topic}`, {
+        method: 'POST',
+        headers: { 'content-type': 'application/json', traceparent: `00-${caller.trace}-${caller.span}-01` },
+        body: JSON.stringify({ name: 'posted-page', user: 'U1', date: new Date().toISOString(), duration: 5 }),
+      })
+      t.equal(posted.status, 200)
+      const spans = await waitFor('the request and its send at the collector', () => {
+        const request = find(collector.spans(), caller.trace, 'producer', 'POST /events/:topic')
+        const sent = find(collector.spans(), caller.trace, 'producer', `send ${topic}`)
+        return request !== undefined && sent !== undefined && { request, sent }
+      }, 30_000, 100)
+      t.equal(spans.request.parentSpanId, caller.span, 'the server span is a child of the caller\'s')
+      t.equal(spans.sent.parentSpanId, spans.request.spanId, 'the send a child of the server span')
+    })
+
     t.test('a dead letter keeps the record\'s traceparent, and its processing joins that trace', async (t) => {
       const given = { trace: 'b'.repeat(32), span: 'c'.repeat(16) }
       const header = `00-${given.trace}-${given.span}-01`
@@ -112,26 +131,25 @@ t.test('one event published over HTTP is one trace through producer, transformer
     })
   })
 
-t.test('the supplier starts one trace per event', async (t) => {
+t.test('the supplier starts one trace per event, and flushes its spans when it stops', async (t) => {
   const collector = await startCollector(t)
   const topic = uniqueName('trace-r2')
   t.teardown(() => deleteTopics([topic]))
-  await startRole(t, 'supplier', {
+  const supplier = await startRole(t, 'supplier', {
     SUPPLIER_TOPIC: topic,
-    SUPPLIER_INTERVAL_MS: '50',
+    SUPPLIER_INTERVAL_MS: '100',
     LOG_LEVEL: 'warn',
     OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
-    OTEL_BSP_SCHEDULE_DELAY: '100',
+    // no export by timer during the test: the spans can reach the collector only through the flush on shutdown
+    OTEL_BSP_SCHEDULE_DELAY: '600000',
   })
-  const sends = await waitFor('three supplied events at the collector', () => {
-    const found = collector.spans().filter((s) => s.service === 'supplier' && s.name === `send ${topic}`)
-    return found.length >= 3 && found
-  }, 30_000, 100)
+  const records = await readTopic(topic, { count: 3, settleMs: 0 })
+  t.equal(collector.spans().length, 0, 'nothing exported while it runs')
+  t.equal(await supplier.stop(), 0, 'stopped by SIGTERM, exit 0')
+  const sends = collector.spans().filter((s) => s.service === 'supplier' && s.name === `send ${topic}`)
+  t.ok(sends.length >= records.length, 'every supplied event\'s span was exported on the way out')
   t.ok(sends.every((s) => s.parentSpanId === '' && s.kind === PRODUCER), 'each send is the root of its trace')
   t.equal(new Set(sends.map((s) => s.traceId)).size, sends.length, 'one trace each')
-  const [record] = await readTopic(topic, { count: 1, settleMs: 0 })
-  const traceId = record?.headers.traceparent?.split('-')[1]
-  await waitFor('the first supplied record\'s trace at the collector', () =>
-    collector.spans().some((s) => s.service === 'supplier' && s.traceId === traceId), 30_000, 100)
-  t.pass('a supplied record carries its trace')
+  const carried = records.map((record) => record.headers.traceparent?.split('-')[1])
+  t.ok(carried.every((traceId) => sends.some((s) => s.traceId === traceId)), 'each record carries its trace')
 })
