@@ -19,6 +19,8 @@ export interface ExportedSpan {
   name: string
   /** OTLP's numbers: 2 server, 3 client, 4 producer, 5 consumer. */
   kind: number
+  /** OTLP's status code: 0 unset, 1 ok, 2 error. */
+  status: number
   attributes: Record<string, string | number | boolean>
   links: Array<{ traceId: string, spanId: string }>
 }
@@ -46,6 +48,7 @@ interface OtlpSpan {
   parentSpanId?: string
   name: string
   kind?: number
+  status?: { code?: number }
   attributes?: Array<{ key: string, value: AnyValue }>
   links?: Array<{ traceId: string, spanId: string }>
 }
@@ -75,6 +78,7 @@ function flatten (traces: OtlpTraces): ExportedSpan[] {
       parentSpanId: span.parentSpanId ?? '',
       name: span.name,
       kind: span.kind ?? 0,
+      status: span.status?.code ?? 0,
       attributes: attributes(span.attributes),
       links: (span.links ?? []).map(({ traceId, spanId }) => ({ traceId, spanId })),
     })))

@@ -5,16 +5,16 @@ import { detectResources, envDetector, resourceFromAttributes } from '@opentelem
 import { BatchSpanProcessor, NodeTracerProvider } from '@opentelemetry/sdk-trace-node'
 
 /**
- * The OpenTelemetry SDK, loaded only when tracing is on: OTLP over HTTP/protobuf to the endpoint the
- * standard OTEL_EXPORTER_OTLP_* variables name, W3C trace context, batched export.
+ * The OpenTelemetry SDK, loaded only when tracing is on: OTLP over HTTP/protobuf to `tracesUrl` (the SDK
+ * reads the other OTEL_EXPORTER_OTLP_* variables: headers, timeout), W3C trace context, batched export.
  */
-export function startSdk (serviceName: string) {
+export function startSdk (serviceName: string, tracesUrl: string) {
   // OTEL_SERVICE_NAME and OTEL_RESOURCE_ATTRIBUTES win over the role's name
   const resource = resourceFromAttributes({ 'service.name': serviceName })
     .merge(detectResources({ detectors: [envDetector] }))
   const provider = new NodeTracerProvider({
     resource,
-    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter())],
+    spanProcessors: [new BatchSpanProcessor(new OTLPTraceExporter({ url: tracesUrl }))],
   })
   provider.register({ propagator: new W3CTraceContextPropagator() })
   return {

@@ -37,9 +37,12 @@ let sdk: Sdk | undefined
 /** Loads and starts the SDK when an OTLP endpoint is set; otherwise does nothing (and loads nothing). */
 export async function startTracing (settings: TracingSettings): Promise<boolean> {
   if (sdk !== undefined) return true
-  if (settings.OTEL_EXPORTER_OTLP_ENDPOINT === '' && settings.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT === '') return false
+  const base = settings.OTEL_EXPORTER_OTLP_ENDPOINT.replace(/\/+$/, '')
+  // the specification's rule: the signal's own variable as it is, else the base URL plus /v1/traces
+  const url = settings.OTEL_EXPORTER_OTLP_TRACES_ENDPOINT || (base === '' ? '' : `${base}/v1/traces`)
+  if (url === '') return false
   const { startSdk } = await import('./tracing-sdk.js')
-  sdk = startSdk(settings.OTEL_SERVICE_NAME)
+  sdk = startSdk(settings.OTEL_SERVICE_NAME, url)
   return true
 }
 
