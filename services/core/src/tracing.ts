@@ -64,7 +64,7 @@ function headerText (headers: Headers, name: string): string | undefined {
 
 const headerGetter: OtelApi.TextMapGetter<Headers> = { keys: (headers) => Object.keys(headers), get: headerText }
 
-/** The record's headers with the current trace context of `context` written in. */
+/** The record's headers with the trace context of `context` written in (traceparent, tracestate). */
 function withContext (on: Sdk, context: OtelApi.Context, headers: Headers | undefined): Headers {
   const carrier: Record<string, string> = {}
   on.api.propagation.inject(context, carrier)
