@@ -40,9 +40,9 @@ async function waitReady (url, child, timeoutMs) {
  * Runs a script (a role's dist/server.js or an anchor) with HTTP_PORT/HTTP_HOST set, waits for
  * /health/ready, and returns its url, pid and stop(). Its stderr goes to ours, so a crash says why.
  */
-export async function startProcess (script, env = {}, { readyTimeoutMs = 60_000 } = {}) {
+export async function startProcess (script, env = {}, { readyTimeoutMs = 60_000, nodeArgs = [] } = {}) {
   const port = await freePort()
-  const child = spawn(process.execPath, [script], {
+  const child = spawn(process.execPath, [...nodeArgs, script], {
     env: { ...process.env, ...env, HTTP_PORT: String(port), HTTP_HOST: '127.0.0.1' },
     stdio: ['ignore', 'ignore', 'inherit'],
   })
