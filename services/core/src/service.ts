@@ -40,6 +40,8 @@ export async function createService<P extends TProperties> (
 function serviceInstance (config: CommonConfig, options: { logger?: boolean }): FastifyInstance {
   const fastify = Fastify({
     logger: options.logger === false ? false : loggerOptions(config.LOG_LEVEL),
+    // one access line per request below, not Fastify's two with the whole request serialised (~10 % of a publish)
+    disableRequestLogging: true,
     requestTimeout: 30_000,
     connectionTimeout: 10_000,
     // idle keep-alive sockets are closed by connectionDrain below; requests under way finish (SSE ends in its plugin)
@@ -70,6 +72,16 @@ function serviceInstance (config: CommonConfig, options: { logger?: boolean }): 
   })
   fastify.setNotFoundHandler((request, reply) => {
     return reply.code(404).send(errorBody(404, `no route ${request.method} ${request.url.split('?')[0]}`))
+  })
+
+  fastify.addHook('onResponse', (request, reply, done) => {
+    request.log.info({
+      method: request.method,
+      url: request.url,
+      statusCode: reply.statusCode,
+      responseTime: reply.elapsedTime
+    }, 'request completed')
+    done()
   })
 
   // on close, keep-alive clients are told to go (503 or Connection: close) rather than reset mid-request
