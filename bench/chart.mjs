@@ -44,7 +44,8 @@ export function chartSvg (rows, subtitle) {
       `<text x="${LABEL - 8}" y="${y + 15}" text-anchor="end">${escape(`${row}: ${check.name}`)}</text>`,
       `<rect x="${LABEL}" y="${y}" width="${Math.max(1, x(a) - LABEL).toFixed(1)}" height="${BAR}" ` +
         `fill="${check.pass ? '#2e7d32' : '#c62828'}"/>`,
-      `<text x="${x(a) + 6}" y="${y + 15}">${escape(`${shown}, goal ${check.goal.op} ${check.goal.value}`)}</text>`
+      `<text x="${(x(a) + 6).toFixed(1)}" y="${y + 15}">` +
+        `${escape(`${shown}, goal ${check.goal.op} ${check.goal.value}`)}</text>`
     )
   })
   const bottom = top + checks.length * (BAR + GAP)
