@@ -88,9 +88,15 @@ async function drills (options) {
   const { scope } = await import('./lib/scope.mjs')
   const started = new Date()
   const results = []
+  let current
+  // interrupted: the roles of the drill under way are stopped before the runner stops the broker
+  for (const signal of ['SIGINT', 'SIGTERM']) {
+    process.once(signal, () => { void (current?.close() ?? Promise.resolve()).finally(() => process.exit(130)) })
+  }
   for (const [index, id] of options.drills.entries()) {
     const { drill } = await import(`./drills/${id}.mjs`)
     const t = scope()
+    current = t
     const began = performance.now()
     const say = (message) => progress(`[${index + 1}/${options.drills.length} ${id}] ${message}`)
     say(drill.title)
