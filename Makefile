@@ -97,6 +97,11 @@ bench: build ## Run the benchmarks (ratios of variants measured side by side) on
 	@deploy/local/broker.sh up
 	@npm run --silent bench
 
+.PHONY: chaos
+chaos: build ## Run the fault drills on a broker of their own, print their table (DRILL=name for one, EVENTS=n)
+	@deploy/local/broker.sh jars
+	@node chaos/run.mjs $(DRILL) $(if $(EVENTS),--events $(EVENTS))
+
 .PHONY: clean
 clean: ## Remove build output
 	@npm run --silent clean

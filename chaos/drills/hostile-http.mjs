@@ -126,8 +126,17 @@ export const drill = {
     const heldMs = Math.max(...held.map((h) => h.ms))
     await sleep(1_000)
     // the role is still there and serving
-    const ready = await waitFor('the producer to answer', async () =>
-      (await fetch(`${producer.url}/health/ready`)).status === 200, 10_000)
+    let readiness = 'no answer'
+    const ready = await waitFor('the producer to be ready', async () => {
+      const response = await fetch(`${producer.url}/health/ready`)
+      readiness = `${response.status} ${await response.text()}`
+      return response.status === 200
+    }, 10_000).catch(() => false)
+    if (!ready) {
+      const exit = producer.child.exitCode ?? producer.child.signalCode
+      progress(`producer not ready: ${exit === null ? readiness : `exited ${exit}`}; last lines:\n` +
+        producer.output.slice(-5).join('\n'))
+    }
     const after = (await Promise.all(topics.map(recordCount))).reduce((a, b) => a + b, 0)
     const count = (predicate) => [...statuses].filter(([s]) => predicate(s)).reduce((sum, [, n]) => sum + n, 0)
     const accepted = [...byKind].filter(([, s]) => [...s].some((status) => status >= 200 && status < 300))

@@ -1,0 +1,127 @@
+// 1,000 SSE clients that connect to /analytics and stop reading: each is dropped, a client that reads goes on
+// receiving, and the analytics role's resident memory comes back to its baseline once they are gone.
+import { readFile } from 'node:fs/promises'
+import { connect } from 'node:net'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { startRole, waitFor } from '@pagestream/test-kit'
+import { check } from '../lib/report.mjs'
+import { drillTopics, pageEventRecord, roleEnv, writeEvents } from '../lib/pipeline.mjs'
+
+const STALLED = 1_000
+const PAGES = 1_500
+// resident memory "back to baseline": within this of it (the heap grows in steps and gives pages back lazily)
+const RSS_SLACK_MB = 48
+
+async function rssMb (pid) {
+  const status = await readFile(`/proc/${pid}/status`, 'utf8')
+  return Number(/^VmRSS:\s+(\d+) kB/m.exec(status)?.[1] ?? 0) / 1024
+}
+
+async function metric (url, pattern) {
+  const text = await (await fetch(`${url}/metrics`)).text()
+  return [...text.matchAll(pattern)].reduce((sum, match) => sum + Number(match[1]), 0)
+}
+
+/** A reader that reads: counts the SSE events it receives. */
+function readingClient (url) {
+  const state = { events: 0, bytes: 0 }
+  const controller = new AbortController()
+  void fetch(url, { signal: controller.signal, headers: { accept: 'text/event-stream' } }).then(async (response) => {
+    for await (const chunk of response.body) {
+      state.bytes += chunk.length
+      state.events += (Buffer.from(chunk).toString('utf8').match(/^data:/gm) ?? []).length
+    }
+  }).catch(() => {})
+  return { state, close: () => controller.abort() }
+}
+
+/** A client that sends its request and never reads a byte of the answer. */
+function stalledClient (port) {
+  const socket = connect(port, '127.0.0.1')
+  socket.on('error', () => {})
+  socket.write('GET /analytics HTTP/1.1\r\nHost: localhost\r\nAccept: text/event-stream\r\n\r\n')
+  socket.pause()
+  return socket
+}
+
+export const drill = {
+  title: `${STALLED.toLocaleString('en-US')} SSE clients that stop reading`,
+  async run ({ t, progress }) {
+    const topics = await drillTopics(t, 'chaos-sse')
+    const analytics = await startRole(t, 'analytics', {
+      ...roleEnv(topics).analytics,
+      WINDOW_GRACE_MS: '0',
+      SSE_MAX_CLIENTS: String(STALLED + 100),
+      SSE_INTERVAL_MS: '100',
+    }, { readyTimeoutMs: 120_000 })
+    const pid = analytics.child.pid
+    // many pages with long names, kept fresh: every snapshot is large, so a client that does not read falls behind
+    const pageRecord = (i) => pageEventRecord({
+      id: `sse-${i}`,
+      name: `a-page-with-a-rather-long-name-${String(i).padStart(5, '0')}`,
+      user: 'U1',
+      at: Date.now(),
+      duration: 1,
+    })
+    const keepFresh = async () => { await writeEvents([topics.r2], PAGES, pageRecord) }
+    await keepFresh()
+    const refresher = setInterval(() => { void keepFresh().catch(() => {}) }, 2_000)
+    t.teardown(() => clearInterval(refresher))
+
+    const reader = readingClient(`${analytics.url}/analytics`)
+    t.teardown(() => reader.close())
+    await waitFor('snapshots with every page', () => reader.state.bytes > 20 * PAGES * 40, 60_000, 100)
+    const samples = []
+    for (let i = 0; i < 6; i++) { samples.push(await rssMb(pid)); await sleep(500) }
+    const baseline = samples.sort((a, b) => a - b)[3]
+    progress(`baseline RSS ${baseline.toFixed(0)} MB; opening ${STALLED} clients that do not read`)
+
+    const stalled = []
+    let peak = baseline
+    const sample = () => rssMb(pid).then((mb) => { peak = Math.max(peak, mb) }, () => {})
+    const sampler = setInterval(() => { void sample() }, 250)
+    t.teardown(() => clearInterval(sampler))
+    const opened = Date.now()
+    for (let i = 0; i < STALLED; i++) {
+      stalled.push(stalledClient(analytics.port))
+      if (i % 100 === 99) await sleep(50)
+    }
+    t.teardown(() => { for (const socket of stalled) socket.destroy() })
+    const dropped = /^analytics_sse_clients_dropped_total\{[^}]*\} (\d+)/gm
+    await waitFor(`${STALLED} clients dropped`, async () => {
+      const n = await metric(analytics.url, dropped)
+      progress(`${n}/${STALLED} dropped; RSS ${(await rssMb(pid)).toFixed(0)} MB, peak ${peak.toFixed(0)} MB`)
+      return n >= STALLED
+    }, 180_000, 1_000)
+    const dropMs = Date.now() - opened
+    const byReason = /^analytics_sse_clients_dropped_total\{[^}]*reason="([a-z]+)"[^}]*\} (\d+)/gm
+    const reasons = [...(await (await fetch(`${analytics.url}/metrics`)).text()).matchAll(byReason)]
+      .map(([, reason, n]) => `${reason} ${n}`).join(', ')
+    const closedByServer = stalled.filter((socket) => socket.readableEnded || socket.destroyed).length
+    for (const socket of stalled) socket.destroy()
+
+    const eventsBefore = reader.state.events
+    await waitFor('the reading client to go on receiving', () => reader.state.events > eventsBefore + 5, 30_000)
+    let after = await rssMb(pid)
+    const settled = await waitFor('RSS back to baseline', async () => {
+      after = await rssMb(pid)
+      progress(`RSS ${after.toFixed(0)} MB, baseline ${baseline.toFixed(0)} MB`)
+      return after <= baseline + RSS_SLACK_MB
+    }, 60_000, 1_000).then(() => true, () => false)
+    const ready = (await fetch(`${analytics.url}/health/ready`)).status
+    return [
+      check('clients that stopped reading', STALLED),
+      check('dropped', await metric(analytics.url, dropped), { op: '>=', want: STALLED }),
+      check('dropped, by reason', reasons),
+      check('all dropped within, ms', dropMs),
+      check('reading client still served', reader.state.events > eventsBefore ? 1 : 0, { op: '=', want: 1 }),
+      check('RSS baseline, MB', Math.round(baseline)),
+      check('RSS peak while they hung, MB', Math.round(peak)),
+      check(`RSS after, MB (baseline + ${RSS_SLACK_MB})`, Math.round(after),
+        { op: '<=', want: Math.round(baseline + RSS_SLACK_MB) }),
+      check('RSS back within 60 s', settled ? 1 : 0, { op: '=', want: 1 }),
+      check('sockets the server had closed', closedByServer),
+      check('readiness at the end', ready, { op: '=', want: 200 }),
+    ]
+  },
+}
