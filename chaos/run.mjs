@@ -15,7 +15,7 @@ import { drillPassed, endProgress, progress, summaryTable, writeResults } from '
 const here = dirname(fileURLToPath(import.meta.url))
 const root = join(here, '..')
 export const DRILLS = ['broker-kill', 'processor-kills', 'poison', 'hostile-http', 'sse-stall']
-const DEFAULT_EVENTS = 200_000
+const DEFAULT_EVENTS = 50_000
 
 function parseArguments (argv) {
   const options = { drills: [], events: DEFAULT_EVENTS, help: false }

@@ -131,7 +131,7 @@ export const drill = {
       const response = await fetch(`${producer.url}/health/ready`)
       readiness = `${response.status} ${await response.text()}`
       return response.status === 200
-    }, 10_000).catch(() => false)
+    }, 30_000).catch(() => false)
     if (!ready) {
       const exit = producer.child.exitCode ?? producer.child.signalCode
       progress(`producer not ready: ${exit === null ? readiness : `exited ${exit}`}; last lines:\n` +
