@@ -57,7 +57,7 @@ export const drill = {
       SSE_MAX_CLIENTS: String(STALLED + 100),
     }, { readyTimeoutMs: 120_000 })
     const pid = analytics.child.pid
-    // many pages with long names, kept fresh: every snapshot is large, so a client that does not read falls behind
+    // many pages with long names, fresh through the warm-up: snapshots are large, a client that does not read lags
     const pageRecord = (i) => pageEventRecord({
       id: `sse-${i}`,
       name: `a-page-with-a-rather-long-name-${String(i).padStart(5, '0')}`,
@@ -78,6 +78,9 @@ export const drill = {
       progress(`warming up with a reading client, ${s} s to go; RSS ${(await rssMb(pid)).toFixed(0)} MB`)
       await sleep(5_000)
     }
+    // no more input from here: what the role's memory does next is the stalled clients' doing, not a backlog's
+    clearInterval(refresher)
+    await sleep(5_000)
     const samples = []
     for (let i = 0; i < 6; i++) { samples.push(await rssMb(pid)); await sleep(500) }
     const baseline = samples.sort((a, b) => a - b)[3]
@@ -104,6 +107,7 @@ export const drill = {
       return n > 0 && clients === 1 && Date.now() - opened > 10_000
     }, 180_000, 1_000)
     const dropMs = Date.now() - opened
+    clearInterval(sampler)
     const byReason = /^analytics_sse_clients_dropped_total\{[^}]*reason="([a-z]+)"[^}]*\} (\d+)/gm
     const reasons = [...(await (await fetch(`${analytics.url}/metrics`)).text()).matchAll(byReason)]
       .map(([, reason, n]) => `${reason} ${n}`).join(', ')
