@@ -99,10 +99,14 @@ export const drill = {
         'Transfer-Encoding: chunked\r\n\r\n',
     ][i % 3])))
     for (const { status } of garbage) note('malformed HTTP', status || 'closed')
+    let liveWhileHeld = 0
+    // the partial requests are still held (the server gives them 10 s of silence): it must serve others meanwhile
+    const live = await fetch(`${producer.url}/health/ready`)
+    if (live.status === 200) liveWhileHeld++
+    await live.arrayBuffer()
 
     let done = 0
     const fetches = REQUESTS - PARTIAL.headers - PARTIAL.body - PARTIAL.garbage
-    let liveWhileHeld = 0
     const worker = async (w) => {
       for (let i = w; i < fetches; i += CONCURRENCY) {
         const [kind, request] = kinds[i % kinds.length]
@@ -116,9 +120,6 @@ export const drill = {
       }
     }
     await Promise.all(Array.from({ length: CONCURRENCY }, (_, w) => worker(w)))
-    const live = await fetch(`${producer.url}/health/ready`)
-    if (live.status === 200) liveWhileHeld++
-    await live.arrayBuffer()
 
     progress('waiting for the server to close the partial requests')
     const held = await Promise.all([...partialHeaders, ...partialBodies])
