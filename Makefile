@@ -101,6 +101,11 @@ bench: build ## Run the benchmark rows against their anchors on the local broker
 	@ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)"; \
 	  KAFKA_BROKERS="$${KAFKA_BROKERS:-localhost:$${KAFKA_PORT:-9092}}" npm run --silent bench -- $(subst $(comma), ,$(ROW))
 
+.PHONY: chaos
+chaos: build ## Run the fault drills on a broker of their own, print their table (DRILL=name for one, EVENTS=n)
+	@deploy/local/broker.sh jars
+	@node chaos/run.mjs $(DRILL) $(if $(EVENTS),--events $(EVENTS))
+
 .PHONY: clean
 clean: ## Remove build output
 	@npm run --silent clean
