@@ -37,7 +37,7 @@ function drain (name, env) {
       ...env,
     })
     try {
-      const doneAt = await watching
+      const doneAt = await Promise.race([watching, role.failed])
       results[name].rate.push(EVENTS / ((doneAt - (role.readyAt ?? role.spawnedAt)) / 1000))
     } finally {
       await role.stop()

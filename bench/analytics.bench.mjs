@@ -51,7 +51,7 @@ await interleave(ROUNDS, {
       WINDOW_IDLE_CLOSE_MS: '0',
     })
     try {
-      record('pagestream', role, await watching)
+      record('pagestream', role, await Promise.race([watching, role.failed]))
     } finally {
       await role.stop()
       await deleteTopics((topic) => topic.startsWith(group))
@@ -67,7 +67,7 @@ await interleave(ROUNDS, {
     })
     const streams = startKafkaStreams(jar, { application, input, output, windowMs: WINDOW_MS, graceMs: GRACE_MS })
     try {
-      record('kafka streams', streams, await watching)
+      record('kafka streams', streams, await Promise.race([watching, streams.failed]))
     } finally {
       await streams.stop()
       await deleteTopics((topic) => topic.startsWith(application))

@@ -38,11 +38,17 @@ export function kafkaStreamsJar () {
 export function startKafkaStreams (jar, { application, input, output, windowMs, graceMs }) {
   const state = mkdtempSync(join(tmpdir(), 'ks-anchor-'))
   const spawnedAt = performance.now()
-  const child = spawn('java', ['-jar', jar, `bootstrap=${process.env.KAFKA_BROKERS ?? 'localhost:9092'}`,
+  const child = spawn('java', ['-Dorg.slf4j.simpleLogger.defaultLogLevel=warn', '-jar', jar,
+    `bootstrap=${process.env.KAFKA_BROKERS ?? 'localhost:9092'}`,
     `application=${application}`, `input=${input}`, `output=${output}`, `window=${windowMs}`, `grace=${graceMs}`,
     `state=${state}`], { stdio: ['ignore', 'pipe', 'inherit'] })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const status = { child, spawnedAt, readyAt: undefined, peakRssMb: 0 }
+  /** Rejects when the process ends by itself: a round never waits for the output of a dead process. */
+  status.failed = exited.then((code) => {
+    throw new Error(`Kafka Streams exited (${code}) before its output was exact`)
+  })
+  status.failed.catch(() => {})
   createInterface({ input: child.stdout }).on('line', (line) => {
     if (line === 'RUNNING' && status.readyAt === undefined) status.readyAt = performance.now()
   })

@@ -106,6 +106,12 @@ export async function startRole (role, env) {
   })
   const exited = new Promise((resolve) => child.once('exit', resolve))
   const state = { child, url, spawnedAt, readyAt: undefined, peakRssMb: 0 }
+  let stopping = false
+  /** Rejects when the role ends by itself: a round never waits for the output of a dead process. */
+  state.failed = exited.then((code) => {
+    if (!stopping) throw new Error(`${role} exited (${code}) before it was done`)
+  })
+  state.failed.catch(() => {})
   const sampler = setInterval(() => { state.peakRssMb = Math.max(state.peakRssMb, rssMb(child.pid)) }, 50)
   const readiness = (async () => {
     while (state.readyAt === undefined && child.exitCode === null) {
@@ -119,6 +125,7 @@ export async function startRole (role, env) {
     return Number(pattern.exec(text)?.[1] ?? 0)
   }
   state.stop = async () => {
+    stopping = true
     clearInterval(sampler)
     child.kill('SIGTERM')
     await exited
