@@ -38,7 +38,7 @@ export function kafkaStreamsJar () {
 export function startKafkaStreams (jar, { application, input, output, windowMs, graceMs }) {
   const state = mkdtempSync(join(tmpdir(), 'ks-anchor-'))
   const spawnedAt = performance.now()
-  const child = spawn('java', ['-Dorg.slf4j.simpleLogger.defaultLogLevel=warn', '-jar', jar,
+  const child = spawn('java', ['-Dorg.slf4j.simpleLogger.defaultLogLevel=error', '-jar', jar,
     `bootstrap=${process.env.KAFKA_BROKERS ?? 'localhost:9092'}`,
     `application=${application}`, `input=${input}`, `output=${output}`, `window=${windowMs}`, `grace=${graceMs}`,
     `state=${state}`], { stdio: ['ignore', 'pipe', 'inherit'] })
