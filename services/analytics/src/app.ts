@@ -63,7 +63,23 @@ const config = {
     'events within it count in their windows, but stream time never passes the wall clock, ' +
     'so they close no window early'),
   LONG_VIEW_THRESHOLD_MS: Millis(100, 'events with a longer duration count as long views'),
-  COMMIT_INTERVAL_MS: Millis(500, 'transaction interval: window updates, changelog and offsets commit together', 10),
+  COMMIT_INTERVAL_MS: Millis(500, 'transaction interval of the window processor: window updates, changelog and ' +
+    'offsets commit together; shorter shows events on the dashboard sooner, longer writes fewer window updates', 10),
+  ANALYTICS_REPARTITION_TRANSACTION_MS: Millis(50, 'longest a transaction of the re-keying stage stays open taking ' +
+    'further batches (0: one per consumer batch); it adds up to this much latency before the windows see an event'),
+  ANALYTICS_REPARTITION_BATCH_SIZE: Type.Integer({
+    minimum: 1, maximum: 50_000, default: 5_000, description: 'most records per transaction of the re-keying stage',
+  }),
+  ANALYTICS_PREFETCH_RECORDS: Type.Integer({
+    minimum: 1,
+    default: 2_000,
+    description: 'records per partition each processor consumer fetches ahead (librdkafka queued.min.messages)',
+  }),
+  ANALYTICS_PREFETCH_KB: Type.Integer({
+    minimum: 64,
+    default: 4_096,
+    description: 'most kilobytes each processor consumer holds fetched ahead (librdkafka queued.max.messages.kbytes)',
+  }),
   VIEW_RETENTION_MS: Millis(
     600_000, 'how much recent window history every replica holds for the SSE streams and the query API', 60_000
   ),
@@ -119,6 +135,7 @@ export const role: Role<typeof config> = {
       // a generated id is new per process: a static member of that name would never come back
       const staticMembership = config.ANALYTICS_STATIC_MEMBERSHIP && replica.configured
       const { admin } = fastify.kafka
+      const prefetch = { records: config.ANALYTICS_PREFETCH_RECORDS, kilobytes: config.ANALYTICS_PREFETCH_KB }
       const starting: Array<Promise<void>> = []
       // R2's partition count, which the repartition topic has too
       await ensureChangelog(admin, config.ANALYTICS_INPUT_TOPIC, topics.changelog, config.KAFKA_TOPIC_REPLICATION)
@@ -134,6 +151,9 @@ export const role: Role<typeof config> = {
           groupId: config.ANALYTICS_GROUP_ID,
           instanceId,
           staticMembership,
+          transactionMs: config.ANALYTICS_REPARTITION_TRANSACTION_MS,
+          batchSize: config.ANALYTICS_REPARTITION_BATCH_SIZE,
+          prefetch,
         })
         fastify.addHook('onClose', async () => { await stage.stop() })
         fastify.health.addCheck('repartition', () => {
@@ -160,6 +180,9 @@ export const role: Role<typeof config> = {
         longViewThresholdMs: config.LONG_VIEW_THRESHOLD_MS,
         maxFutureMs: config.EVENT_MAX_FUTURE_MS,
         commitIntervalMs: config.COMMIT_INTERVAL_MS,
+        // the re-keying stage checked every record it wrote there: no second validation
+        inputValidated: rekey,
+        prefetch,
       })
       fastify.health.addCheck('processor', () => processor.readiness())
       fastify.addHook('onClose', async () => { await processor.stop() })

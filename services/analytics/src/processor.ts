@@ -2,8 +2,8 @@ import type { FastifyBaseLogger } from 'fastify'
 import { Counter, Gauge, Histogram, type Registry } from 'prom-client'
 import {
   type CheckResult, type KafkaClient, type KafkaMessage, type OutgoingRecord, type PageEvent, type PartitionState,
-  type StreamTaskObserver, type TopicRecords, InvalidPageEventError, StreamTask, deadLetterMessage, decodePageEvent,
-  eventTime,
+  type StreamTaskObserver, type StreamTaskSettings, type TopicRecords, InvalidPageEventError, StreamTask,
+  deadLetterMessage, decodePageEvent, decodeValidatedPageEvent, eventTime,
 } from '@pagestream/core'
 import { streamTimeRecord, windowTombstone, windowUpdate } from './changelog.js'
 import { labCountMessage } from './lab-compat.js'
@@ -40,6 +40,9 @@ export interface ProcessorOptions {
   /** Events dated further ahead of the wall clock are dead letters; 0: no limit. */
   maxFutureMs: number
   commitIntervalMs: number
+  /** The input holds only records a pagestream stage validated (the repartition topic): they are not checked again. */
+  inputValidated?: boolean
+  prefetch?: StreamTaskSettings['prefetch']
 }
 
 export interface RestoreReport { partitions: number[], records: number, windows: number, ms: number }
@@ -108,6 +111,7 @@ export class WindowProcessor implements PartitionState {
       instanceId,
       commitAttempts: 3,
       commitIntervalMs: options.commitIntervalMs,
+      ...(options.prefetch === undefined ? {} : { prefetch: options.prefetch }),
     }, this, options.log, processorMetrics(registers))
   }
 
@@ -161,7 +165,11 @@ export class WindowProcessor implements PartitionState {
   process (partition: number, messages: KafkaMessage[]): void {
     const owned = this.#owned.get(partition)
     if (owned === undefined) return
-    for (const message of messages) this.#count(owned, partition, message)
+    // one clock reading and one counter update per batch, not per event
+    const now = Date.now()
+    let counted = 0
+    for (const message of messages) counted += this.#count(owned, partition, message, now)
+    this.#events.inc(counted)
     owned.windows.closeExpired()
   }
 
@@ -202,14 +210,17 @@ export class WindowProcessor implements PartitionState {
     }
   }
 
-  #count (owned: OwnedWindows, partition: number, message: KafkaMessage): void {
+  /** 1 when the event counted into its windows (late or not), 0 for a dead letter. */
+  #count (owned: OwnedWindows, partition: number, message: KafkaMessage, now: number): number {
     const { topics, maxFutureMs, timeSource, groupId } = this.#options
     let event
     let time
     try {
-      event = decodePageEvent(message.value)
+      event = this.#options.inputValidated === true
+        ? decodeValidatedPageEvent(message.value)
+        : decodePageEvent(message.value)
       time = this.#eventTime(event, message)
-      if (maxFutureMs > 0 && time > Date.now() + maxFutureMs) {
+      if (maxFutureMs > 0 && time > now + maxFutureMs) {
         // stream time would jump ahead and close every window of the partition at once
         const limit = `must not be more than ${maxFutureMs} ms ahead of the clock`
         throw new InvalidPageEventError(timeSource, `${limit} (got ${new Date(time).toISOString()})`)
@@ -219,12 +230,11 @@ export class WindowProcessor implements PartitionState {
       const letter = deadLetterMessage(source, err as Error, { role: 'analytics', consumerGroup: groupId })
       owned.side.push({ topic: topics.deadLetter, messages: [letter] })
       this.#deadLetters.inc()
-      return
+      return 0
     }
     // stream time never passes the wall clock, whatever the date of an event within maxFutureMs
-    const { missed } = owned.windows.add(event, Date.now(), time)
-    this.#events.inc()
-    if (missed === 0) return
+    const { missed } = owned.windows.add(event, now, time)
+    if (missed === 0) return 1
     const headers = {
       ...(message.headers ?? {}),
       [LATE_HEADERS.streamTime]: new Date(owned.windows.streamTime).toISOString(),
@@ -232,6 +242,7 @@ export class WindowProcessor implements PartitionState {
     }
     owned.side.push({ topic: topics.late, messages: [{ key: message.key ?? null, value: message.value, headers }] })
     this.#late.inc()
+    return 1
   }
 
   #eventTime (event: PageEvent, message: KafkaMessage): number {

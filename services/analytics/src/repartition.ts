@@ -1,7 +1,8 @@
 import type { FastifyBaseLogger } from 'fastify'
 import type { Registry } from 'prom-client'
 import {
-  type Admin, type BatchFunction, type BatchResult, type KafkaClient, InvalidPageEventError, StreamTask,
+  type Admin, type BatchFunction, type BatchResult, type KafkaClient, type StreamTaskSettings, InvalidPageEventError,
+  StreamTask,
   deadLetterMessage, decodePageEvent, streamTaskMetrics,
 } from '@pagestream/core'
 import { ensureCopartitioned } from './copartitioned.js'
@@ -48,6 +49,11 @@ export interface RepartitionSettings {
   groupId: string
   instanceId: string
   staticMembership: boolean
+  /** Longest a transaction stays open taking further batches (0: one per consumer batch). */
+  transactionMs: number
+  /** Most records per transaction. */
+  batchSize: number
+  prefetch?: StreamTaskSettings['prefetch']
 }
 
 /** The repartition topic, created with the input's partition count (an existing one with another count is refused). */
@@ -77,7 +83,9 @@ export function repartitionStage (settings: RepartitionSettings): StreamTask {
     groupId: group,
     transactionalId: `${group}-${settings.instanceId}`,
     staticMembership: settings.staticMembership,
-    batchSize: 2_000,
+    batchSize: settings.batchSize,
+    transactionMs: settings.transactionMs,
+    ...(settings.prefetch === undefined ? {} : { prefetch: settings.prefetch }),
     deliveryTimeoutMs: 10_000,
     instanceVariable: 'ANALYTICS_INSTANCE_ID',
     // one policy for both analytics stages: a twin that lives keeps the stage out, one that died lets it back

@@ -33,6 +33,7 @@ export const PageEventInputSchema = Type.Object({
 export type PageEventInput = Static<typeof PageEventInputSchema>
 
 const inputCheck = TypeCompiler.Compile(PageEventInputSchema)
+const eventCheck = TypeCompiler.Compile(PageEventSchema)
 const LONE_SURROGATE = /\p{Cs}/u
 const strictUtf8 = new TextDecoder('utf-8', { fatal: true })
 
@@ -77,6 +78,16 @@ export function parsePageEvent (input: unknown): PageEvent {
     throw new InvalidPageEventError('date', `must be a real calendar date-time (got ${JSON.stringify(input.date)})`)
   }
   return { name: input.name, user: input.user, date: new Date(epochMs).toISOString(), duration: input.duration }
+}
+
+/**
+ * A PageEvent derived from a parsed one (its `date` already normalised) is still one: the schema check
+ * without parsing the date again, and on failure the error parsePageEvent would give.
+ */
+export function checkDerivedPageEvent (event: PageEvent): PageEvent {
+  return eventCheck.Check(event) && !LONE_SURROGATE.test(event.name) && !LONE_SURROGATE.test(event.user)
+    ? event
+    : parsePageEvent(event)
 }
 
 /**
@@ -132,6 +143,27 @@ export function decodePageEvent (value: Buffer | null): PageEvent {
     throw new InvalidPageEventError('', `the value is not JSON (${(err as Error).message})`)
   }
   return parsePageEvent(parsed)
+}
+
+function jsonOrUndefined (value: Buffer | null): unknown {
+  try {
+    return value === null ? undefined : JSON.parse(value.toString('utf8')) as unknown
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * A record another pagestream stage validated before it wrote it (the analytics repartition topic): parsed,
+ * not checked again. One that does not have the PageEvent's shape after all gets the full check.
+ */
+export function decodeValidatedPageEvent (value: Buffer | null): PageEvent {
+  const event = jsonOrUndefined(value) as Partial<Record<keyof PageEvent, unknown>> | null | undefined
+  if (typeof event === 'object' && event !== null && typeof event.name === 'string' &&
+    typeof event.user === 'string' && typeof event.date === 'string' && typeof event.duration === 'number') {
+    return { name: event.name, user: event.user, date: event.date, duration: event.duration }
+  }
+  return decodePageEvent(value)
 }
 
 export const EVENT_ID_HEADER = 'event-id'

@@ -44,8 +44,14 @@ export interface StreamTaskSettings {
   transactionalId: string
   /** Join as a static group member named transactionalId (no rebalance when the same instance comes back). */
   staticMembership: boolean
-  /** Most input records one transaction carries. */
+  /** Most input records one transaction carries (a stateless task's transaction commits once it holds them). */
   batchSize: number
+  /**
+   * Stateless tasks: longest a transaction stays open taking further batches before it commits (0 or unset:
+   * one transaction per batch the consumer hands over). Longer: fewer commits per record under load, more
+   * latency for readers of the output (read_committed sees the records at the commit).
+   */
+  transactionMs?: number
   /**
    * message.timeout.ms; the transaction timeout is 10 s more, so a stuck send fails the transaction
    * first. Undefined: the transactional producer's defaults.
@@ -63,6 +69,11 @@ export interface StreamTaskSettings {
   commitAttempts?: number
   /** Stateful tasks: one transaction for every owned partition's outputs and offsets per interval. */
   commitIntervalMs?: number
+  /**
+   * What the consumer fetches ahead: librdkafka's queued.min.messages (per partition) and
+   * queued.max.messages.kbytes (the whole queue). Unset: librdkafka's defaults (100k records, 64 MB).
+   */
+  prefetch?: { records: number, kilobytes: number }
 }
 
 /** What a transaction did, for metrics. */

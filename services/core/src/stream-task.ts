@@ -26,10 +26,39 @@ const RECOVERY_QUIET_CHECKS = 2
 const REBALANCE_SETTLE_MS = 2_000
 /** librdkafka can wait forever for a rebalance that arrives while the consumer closes; do not wait with it. */
 const CONSUMER_CLOSE_TIMEOUT_MS = 5_000
+/** Bounded read-ahead: under a backlog librdkafka's defaults hold up to 100k records per partition in memory. */
+function prefetchProperties (prefetch: StreamTaskSettings['prefetch']): Record<string, number> {
+  if (prefetch === undefined) return {}
+  const bytes = prefetch.kilobytes * 1024
+  return {
+    'queued.min.messages': prefetch.records,
+    'queued.max.messages.kbytes': prefetch.kilobytes,
+    // one fetch response may not be larger than the queue it fills
+    'fetch.max.bytes': Math.min(52_428_800, bytes),
+    'max.partition.fetch.bytes': Math.min(1_048_576, bytes),
+  }
+}
+
+/** A stateless task's open transaction: what it took so far, per input partition. */
+interface OpenTransaction {
+  transactional: TransactionalProducer
+  startedAt: number
+  records: number
+  written: number
+  deadLettered: number
+  /** Output sends not awaited yet: the commit waits for their acknowledgements. */
+  sends: Array<Promise<unknown>>
+  /** Offset to commit per partition (one past its last record taken). */
+  offsets: Map<number, string>
+  /** Where each partition starts again when the transaction fails. */
+  firstOffsets: Map<number, string>
+  timer?: NodeJS.Timeout
+}
+
 /**
- * Consume-transform-produce, exactly once, in one of two shapes. With a batch function, each batch
- * the consumer hands over (one partition, at most `batchSize` records) becomes one transaction
- * holding what the function made of it and the input offset. With a partition state, batches go
+ * Consume-transform-produce, exactly once, in one of two shapes. With a batch function, the batches
+ * the consumer hands over go into one transaction, with what the function made of them and their input
+ * offsets, until it holds `batchSize` records or has been open `transactionMs`. With a partition state, batches go
  * into the role's state and every `commitIntervalMs` one transaction carries every owned partition's
  * outputs (changelog included) and offsets; the state is restored on assignment. A failed
  * transaction is aborted and the task rewinds to what the group has committed (offsets, and state
@@ -75,6 +104,10 @@ export class StreamTask {
   readonly #unrestored = new Set<number>()
   #restoring = false
   #timer: NodeJS.Timeout | undefined
+  /** When the stateful task's next commit cycle is due (performance.now()). */
+  #commitDueAt = 0
+  /** A stateless task's transaction that takes further batches until it is full or old enough. */
+  #open: OpenTransaction | undefined
 
   constructor (
     private readonly client: KafkaClient,
@@ -156,6 +189,7 @@ export class StreamTask {
       // the others go on without a restore
       ...(this.#state === undefined ? {} : { 'partition.assignment.strategy': 'cooperative-sticky' }),
       'js.consumer.max.batch.size': this.settings.batchSize,
+      ...prefetchProperties(this.settings.prefetch),
       // merged into the client's kafkaJS block (brokers, log level): only the logger is the task's
       kafkaJS: { logger: this.#consumerLogger(() => consumer) } as KafkaJS.ConsumerConfig,
     } as KafkaJS.ConsumerConstructorConfig)
@@ -163,9 +197,14 @@ export class StreamTask {
     await consumer.connect()
     await consumer.subscribe({ topics: [this.settings.inputTopic] })
     await consumer.run({
-      eachBatch: (payload) => (this.#state === undefined
-        ? this.#transact(consumer, payload.batch)
-        : this.#serially(() => { this.#take(consumer, payload) })),
+      eachBatch: async (payload) => {
+        if (this.#state === undefined) {
+          await this.#serially(() => this.#transact(consumer, payload))
+          return
+        }
+        await this.#serially(() => { this.#take(consumer, payload) })
+        await this.#commitIfDue()
+      },
     })
     this.#scheduleCommit()
   }
@@ -186,6 +225,11 @@ export class StreamTask {
     await this.#restarting
     if (this.#state !== undefined && this.#stoodDown === undefined) {
       await this.#serially(() => this.#commit()).catch((err: Error) => { this.log.warn({ err }, 'last commit failed') })
+    }
+    const consumer = this.#consumer
+    if (this.#state === undefined && consumer !== undefined) {
+      await this.#serially(() => this.#commitOpen(consumer))
+        .catch((err: Error) => { this.log.warn({ err }, 'last commit failed') })
     }
     await this.#closeClients()
     // a consumer closing is no longer the task's: its revocation came unheard
@@ -372,6 +416,8 @@ export class StreamTask {
     const kept = (this.#assignment ?? []).filter((tp) => !changed.some((c) => c.partition === tp.partition))
     this.log.info({ kind, partitions: changed.map((p) => p.partition) }, 'partitions rebalanced')
     if (this.#state === undefined) {
+      // what the open transaction took from these partitions commits before another member owns them
+      if (kind === 'revoke') await this.#serially(() => this.#commitOpen(consumer))
       this.#assignment = kind === 'assign' ? [...kept, ...changed] : kept
       return undefined
     }
@@ -473,11 +519,26 @@ export class StreamTask {
   #scheduleCommit (): void {
     if (this.#state === undefined || this.#closing || this.#stoodDown !== undefined) return
     clearTimeout(this.#timer)
-    this.#timer = setTimeout(() => {
-      this.#serially(() => this.#commit())
-        .catch((err: Error) => { this.log.error({ err }, 'commit cycle failed') })
-        .finally(() => { this.#scheduleCommit() })
-    }, this.settings.commitIntervalMs ?? 100)
+    const intervalMs = this.settings.commitIntervalMs ?? 100
+    this.#commitDueAt = performance.now() + intervalMs
+    this.#timer = setTimeout(() => { void this.#commitCycle() }, intervalMs)
+  }
+
+  #commitCycle (): Promise<void> {
+    clearTimeout(this.#timer)
+    return this.#serially(() => this.#commit())
+      .catch((err: Error) => { this.log.error({ err }, 'commit cycle failed') })
+      .finally(() => { this.#scheduleCommit() })
+  }
+
+  /**
+   * Under a backlog the client hands over cached batches one after another without a turn of the event
+   * loop, so the commit timer would fire late: the batch path commits once the cycle is due, and yields.
+   */
+  async #commitIfDue (): Promise<void> {
+    if (this.#closing || this.#stoodDown !== undefined || this.#commitDueAt === 0) return
+    if (performance.now() >= this.#commitDueAt) await this.#commitCycle()
+    else await new Promise((resolve) => { setImmediate(resolve) })
   }
 
   /** A stateful task's commit cycle: one transaction for the outputs and offsets of every owned partition. */
@@ -530,12 +591,19 @@ export class StreamTask {
     await this.#restoreAndSeek(consumer, partitions, 'assigned')
   }
 
-  async #transact (consumer: Consumer, batch: KafkaJS.Batch): Promise<void> {
+  /**
+   * A stateless task's batch joins the open transaction (one is begun when none is): its outputs are sent at
+   * once, unawaited, and the transaction commits with the input offsets once it holds `batchSize` records or
+   * has been open `transactionMs` (a timer commits it when no further batch comes).
+   */
+  async #transact (consumer: Consumer, payload: KafkaJS.EachBatchPayload): Promise<void> {
+    const { batch } = payload
     const { topic, partition, messages } = batch
     const transactional = this.#producer
     const producer = transactional?.current
     if (transactional === undefined || producer === undefined || consumer !== this.#consumer) return
-    if (messages.length === 0) return
+    // a rewind seeked this partition back, or the task stops: these records are the next transaction's
+    if (messages.length === 0 || payload.isStale() || this.#closing) return
     if (this.#stoodDown !== undefined || this.#restarting !== undefined) {
       // handed over: leave the batch unconsumed, for whoever owns the partition next
       consumer.seek({ topic, partition, offset: batch.firstOffset() ?? '0' })
@@ -544,32 +612,93 @@ export class StreamTask {
     const work = traceBatch(batch, this.settings.groupId, () => this.#batch!(topic, partition, messages))
     const outputs = work.outputs.filter((entry) => entry.messages.length > 0)
     if (work.deadLetters.length > 0) outputs.push({ topic: this.settings.deadLetterTopic, messages: work.deadLetters })
-    const written = work.outputs.reduce((sum, entry) => sum + entry.messages.length, 0)
-    const started = performance.now()
-    this.#batchInFlight = true
+    let open = this.#open
+    if (open === undefined) {
+      try {
+        await producer.transaction()
+      } catch (err) {
+        await this.#rewind(consumer, transactional, err as Error, new Map([[partition, batch.firstOffset() ?? '0']]))
+        return
+      }
+      open = {
+        transactional,
+        startedAt: performance.now(),
+        records: 0,
+        written: 0,
+        deadLettered: 0,
+        sends: [],
+        offsets: new Map(),
+        firstOffsets: new Map()
+      }
+      this.#open = open
+      this.#batchInFlight = true
+      const transactionMs = this.settings.transactionMs ?? 0
+      if (transactionMs > 0) {
+        const opened = open
+        open.timer = setTimeout(() => {
+          this.#serially(() => this.#commitOpen(consumer, opened)).catch((err: Error) => {
+            this.log.error({ err }, 'committing the open transaction failed')
+          })
+        }, transactionMs)
+      }
+    }
+    if (outputs.length > 0) {
+      const sent = producer.sendBatch({ topicMessages: outputs as KafkaJS.TopicMessages[] })
+      sent.catch(() => {}) // awaited at commit; a failure there fails the transaction
+      open.sends.push(sent)
+    }
+    if (!open.firstOffsets.has(partition)) open.firstOffsets.set(partition, batch.firstOffset() ?? '0')
+    open.offsets.set(partition, work.nextOffset)
+    open.records += messages.length
+    open.written += work.outputs.reduce((sum, entry) => sum + entry.messages.length, 0)
+    open.deadLettered += work.deadLetters.length
+    const full = open.records >= this.settings.batchSize
+    if (full || (performance.now() - open.startedAt) >= (this.settings.transactionMs ?? 0)) {
+      await this.#commitOpen(consumer, open)
+    }
+  }
+
+  /** Commits the open transaction (if `open` still is): outputs acknowledged, then offsets, then the commit. */
+  async #commitOpen (consumer: Consumer, open = this.#open): Promise<void> {
+    if (open === undefined || open !== this.#open) return
+    this.#open = undefined
+    clearTimeout(open.timer)
+    const { transactional } = open
+    const producer = transactional.current
+    const topic = this.settings.inputTopic
     try {
-      await producer.transaction()
-      if (outputs.length > 0) await producer.sendBatch({ topicMessages: outputs as KafkaJS.TopicMessages[] })
-      const partitions = [{ partition, offset: work.nextOffset }]
+      if (producer === undefined) throw new Error('the transactional producer was closed')
+      await Promise.all(open.sends)
+      const partitions = [...open.offsets].map(([partition, offset]) => ({ partition, offset }))
       await producer.sendOffsets({ consumer, topics: [{ topic, partitions }] })
       await transactional.commit()
     } catch (err) {
-      const context = { topic, partition, firstOffset: batch.firstOffset(), records: messages.length }
-      await this.#failed(transactional, err as Error, context)
-      if (this.#stoodDown !== undefined) {
-        const offset = batch.firstOffset()
-        if (offset !== null) consumer.seek({ topic, partition, offset })
-        return
-      }
-      if (this.#closing) return
-      const offset = await this.#committedOffset(consumer, topic, partition, batch.firstOffset() ?? '0')
-      if (offset !== undefined) consumer.seek({ topic, partition, offset })
-      await this.#backoff()
+      await this.#rewind(consumer, transactional, err as Error, open.firstOffsets, open.records)
       return
     } finally {
       this.#batchInFlight = false
     }
-    this.#succeeded(written, work.deadLetters.length, started)
+    this.#succeeded(open.written, open.deadLettered, open.startedAt)
+  }
+
+  /** A failed stateless transaction: aborted, and its partitions rewound to what the group has committed. */
+  async #rewind (
+    consumer: Consumer, transactional: TransactionalProducer, err: Error, firstOffsets: Map<number, string>,
+    records = 0
+  ): Promise<void> {
+    const topic = this.settings.inputTopic
+    const context = { topic, firstOffsets: Object.fromEntries(firstOffsets), records }
+    await this.#failed(transactional, err, context)
+    if (this.#stoodDown !== undefined) {
+      for (const [partition, offset] of firstOffsets) consumer.seek({ topic, partition, offset })
+      return
+    }
+    if (this.#closing) return
+    for (const [partition, first] of firstOffsets) {
+      const offset = await this.#committedOffset(consumer, topic, partition, first)
+      if (offset !== undefined) consumer.seek({ topic, partition, offset })
+    }
+    await this.#backoff()
   }
 
   #succeeded (written: number, deadLettered: number, started: number): void {

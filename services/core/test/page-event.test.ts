@@ -1,6 +1,7 @@
 import t from 'tap'
 import {
-  InvalidPageEventError, decodePageEvent, encodePageEvent, eventTime, pageEventMessage, parsePageEvent,
+  InvalidPageEventError, checkDerivedPageEvent, decodePageEvent, decodeValidatedPageEvent, encodePageEvent, eventTime,
+  pageEventMessage, parsePageEvent,
 } from '@pagestream/core'
 
 const valid = { name: 'blog', user: 'U2', date: '2023-09-30T22:40:16.975Z', duration: 7587 }
@@ -68,6 +69,23 @@ t.test('a value that is not valid UTF-8 is refused, not decoded with replacement
   const rest = '","user":"U","date":1,"duration":1}'
   const bytes = Buffer.concat([Buffer.from('{"name":"x'), Buffer.from([0xff]), Buffer.from(rest)])
   t.throws(() => decodePageEvent(bytes), /not valid UTF-8/)
+})
+
+t.test('a record a stage validated is parsed once; one without the shape gets the full check', async (t) => {
+  const event = { name: 'blog', user: 'U1', date: '2024-01-01T00:00:00.000Z', duration: 5 }
+  t.same(decodeValidatedPageEvent(Buffer.from(JSON.stringify({ ...event, extra: 1 }))), event, 'parsed, extras dropped')
+  // epoch milliseconds are a valid input date: the full check normalises them
+  t.same(decodeValidatedPageEvent(Buffer.from(JSON.stringify({ ...event, date: 1704067200000 }))), event)
+  t.throws(() => decodeValidatedPageEvent(Buffer.from('{')), InvalidPageEventError)
+  t.throws(() => decodeValidatedPageEvent(Buffer.from('[]')), InvalidPageEventError)
+  t.throws(() => decodeValidatedPageEvent(null), /no value/)
+})
+
+t.test('a derived event is checked against the contract without parsing its date again', async (t) => {
+  const event = { name: 'BLOG', user: 'U1', date: '2024-01-01T00:00:00.000Z', duration: 10 }
+  t.equal(checkDerivedPageEvent(event), event)
+  t.throws(() => checkDerivedPageEvent({ ...event, name: 'S'.repeat(257) }), /name: must be page name/)
+  t.throws(() => checkDerivedPageEvent({ ...event, duration: 2 ** 54 }), /duration/)
 })
 
 t.test('the Kafka message is keyed by page with content type and a unique id', async (t) => {

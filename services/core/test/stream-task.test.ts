@@ -48,7 +48,13 @@ async function pipeline (t: Teardown, name: string): Promise<Pipeline> {
 
 function startTask (
   t: Teardown, topics: Pipeline, client: KafkaClient, log: FastifyBaseLogger,
-  extra: { staticMembership?: boolean, consumerCloseTimeoutMs?: number } = {}
+  extra: {
+    staticMembership?: boolean,
+    consumerCloseTimeoutMs?: number,
+    batchSize?: number,
+    transactionMs?: number,
+    batch?: BatchFunction,
+  } = {}
 ): StreamTask {
   const task = new StreamTask(client, {
     name: 'test task',
@@ -57,11 +63,12 @@ function startTask (
     groupId: topics.group,
     transactionalId: topics.transactionalId,
     staticMembership: extra.staticMembership ?? false,
-    batchSize: 100,
+    batchSize: extra.batchSize ?? 100,
+    ...(extra.transactionMs === undefined ? {} : { transactionMs: extra.transactionMs }),
     deliveryTimeoutMs: 5_000,
     instanceVariable: 'TEST_INSTANCE_ID',
     ...(extra.consumerCloseTimeoutMs === undefined ? {} : { consumerCloseTimeoutMs: extra.consumerCloseTimeoutMs }),
-  }, copyTo(topics.output), log, quietObserver)
+  }, extra.batch ?? copyTo(topics.output), log, quietObserver)
   t.teardown(() => task.stop())
   return task
 }
@@ -98,6 +105,33 @@ t.test('a failed transaction is aborted and its batch rewound to the committed o
   t.same((await readTopic(topics.dlq, { count: 1, settleMs: 500 })).map((r) => r.value), ['bad'])
   const attempts = await readTopic(topics.output, { count: input.length, readCommitted: false, settleMs: 500 })
   t.ok(attempts.length > input.length, `the aborted attempts are in the log, aborted (${attempts.length} records)`)
+})
+
+t.test('transactions sized by records and time: batches of both partitions share one transaction; ' +
+  'a failed one rewinds every partition it took from', async (t) => {
+  const topics = await pipeline(t, 'task-span')
+  const { client } = faultyClient(t, { commitFails: 1 })
+  const batches: number[] = []
+  const copying = copyTo(topics.output)
+  const task = startTask(t, topics, client, capturingLog().log, {
+    batchSize: 1_000,
+    transactionMs: 3_000,
+    batch: (topic, partition, messages) => {
+      batches.push(partition)
+      return copying(topic, partition, messages)
+    },
+  })
+  await task.start()
+  const input = records('span', 40)
+  await writeRecords(topics.input, input)
+  await waitFor('every record to be committed', () => task.counts.written === input.length, 30_000)
+
+  t.equal(task.counts.transactionsAborted, 1, 'the first transaction failed')
+  t.ok(new Set(batches).size === 2, 'records of both partitions')
+  const transactions = task.counts.transactionsCommitted + task.counts.transactionsAborted
+  t.ok(transactions < batches.length, `fewer transactions (${transactions}) than batches (${batches.length})`)
+  t.same(await outputValues(topics.output, input.length), { values: sorted(input), duplicates: [] },
+    'read_committed: every input once')
 })
 
 t.test('fenced by a newer producer with its transactional.id: it steps down, the newer one goes on', async (t) => {
@@ -232,7 +266,7 @@ async function statefulPipeline (t: Teardown, name: string): Promise<StatefulPip
 
 function startStatefulTask (
   t: Teardown, topics: StatefulPipeline, client: KafkaClient, state: PartitionState,
-  extra: { recovery?: 'step down' | 'recover', observer?: StreamTaskObserver } = {}
+  extra: { recovery?: 'step down' | 'recover', observer?: StreamTaskObserver, batchSize?: number } = {}
 ): StreamTask {
   const task = new StreamTask(client, {
     name: 'stateful test task',
@@ -241,7 +275,7 @@ function startStatefulTask (
     groupId: topics.group,
     transactionalId: topics.transactionalId,
     staticMembership: false,
-    batchSize: 100,
+    batchSize: extra.batchSize ?? 100,
     instanceVariable: 'TEST_INSTANCE_ID',
     commitIntervalMs: 100,
     ...(extra.recovery === undefined ? {} : { recovery: extra.recovery }),
@@ -280,6 +314,33 @@ t.test('stateful task: restore hook on assignment, several outputs per commit, a
   t.same(copies, { values: sorted(input), duplicates: [] }, 'every record copied once, read_committed')
   await waitFor('the sums to add up', async () => await committedSum(topics.sums) === total(input), 30_000)
   t.ok(calls.idle.every((ms) => ms >= 0), 'outputs() is told how long each partition has been idle')
+})
+
+t.test('stateful task under a backlog: commit cycles run while batches keep coming, not only after', async (t) => {
+  const topics = await statefulPipeline(t, 'task-backlog')
+  const { state } = summingState(topics)
+  const backlog = numbers(1, 1_000)
+  await writeRecords(topics.input, backlog)
+  const commitsSeen: number[] = []
+  const counts = { committed: 0 }
+  const busy: PartitionState = {
+    ...state,
+    process (partition, messages) {
+      // each batch costs CPU time, as a real role's does
+      const until = performance.now() + 20
+      while (performance.now() < until);
+      commitsSeen.push(counts.committed)
+      state.process(partition, messages)
+    },
+  }
+  const observer = { ...quietObserver, committed: () => { counts.committed += 1 } }
+  const task = startStatefulTask(t, topics, testKafka(), busy, { batchSize: 20, observer })
+  await task.start()
+  await waitFor('the backlog committed', async () => await committedSum(topics.sums) === total(backlog), 60_000)
+  const batches = commitsSeen.length
+  t.ok(batches >= 50, `the backlog came in batches of at most 20 (${batches})`)
+  // every 100 ms of busy batches a commit cycle was due
+  t.ok(commitsSeen.at(-1)! >= 3, `commit cycles ran during the backlog (${commitsSeen.at(-1)} before its last batch)`)
 })
 
 t.test('stateful task: a successor restores the state from the changelog and goes on from there', async (t) => {

@@ -26,7 +26,17 @@ const config = {
       'a restart under the same id gets its partitions back at once; turn off when ids change on every restart',
   }),
   TRANSFORMER_BATCH_SIZE: Type.Integer({
-    minimum: 1, maximum: 10_000, default: 500, description: 'most input records per transaction',
+    minimum: 1,
+    maximum: 10_000,
+    default: 2_000,
+    description: 'most input records per transaction: a transaction commits once it holds this many',
+  }),
+  TRANSFORMER_TRANSACTION_MS: Type.Integer({
+    minimum: 0,
+    maximum: 60_000,
+    default: 50,
+    description: 'longest a transaction stays open taking further batches before it commits (0: one transaction ' +
+      'per consumer batch); longer means fewer commits under load and later visibility in the output',
   }),
   TRANSFORMER_DELIVERY_TIMEOUT_MS: Type.Integer({
     minimum: 1_000,
@@ -80,6 +90,7 @@ async function transformer (fastify: FastifyInstance, { config }: { config: Tran
     groupId: config.TRANSFORMER_GROUP_ID,
     instanceId: `${config.TRANSFORMER_GROUP_ID}-${replica.id}`,
     batchSize: config.TRANSFORMER_BATCH_SIZE,
+    transactionMs: config.TRANSFORMER_TRANSACTION_MS,
     staticMembership,
     deliveryTimeoutMs: config.TRANSFORMER_DELIVERY_TIMEOUT_MS,
   }, fastify.log.child({ component: 'transformer' }), streamTaskMetrics(fastify.metrics, {

@@ -13,6 +13,8 @@ export interface ProcessorSettings {
   staticMembership: boolean
   /** Most input records one transaction carries. */
   batchSize: number
+  /** Longest a transaction stays open taking further batches (0: one per consumer batch). */
+  transactionMs: number
   /** message.timeout.ms; the transaction timeout is 10 s more, so a stuck send fails the transaction first. */
   deliveryTimeoutMs: number
 }
@@ -29,6 +31,7 @@ export function transformProcessor (
     transactionalId: settings.instanceId,
     staticMembership: settings.staticMembership,
     batchSize: settings.batchSize,
+    transactionMs: settings.transactionMs,
     deliveryTimeoutMs: settings.deliveryTimeoutMs,
     instanceVariable: 'TRANSFORMER_INSTANCE_ID',
   }, (topic, partition, messages) => {

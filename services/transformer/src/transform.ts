@@ -1,6 +1,6 @@
 import {
   type DeadLetterWriter, EVENT_ID_HEADER, InvalidPageEventError, type KafkaMessage, type PageEvent,
-  carriedTrace, deadLetterMessage, decodePageEvent, pageEventMessage, parsePageEvent,
+  carriedTrace, checkDerivedPageEvent, deadLetterMessage, decodePageEvent, pageEventMessage,
 } from '@pagestream/core'
 
 /** The lab's function: the same view with `duration` doubled and `name` and `user` upper-cased. */
@@ -38,8 +38,9 @@ export function traceId (source: { topic: string, partition: number, message: Ka
 
 /**
  * Turns one partition's batch of input records into the records one transaction writes.
- * The output is re-validated: upper-casing can lengthen a name ("ß" -> "SS") and doubling can
- * leave the safe-integer range, and such an event must not reach R3 as if it were valid.
+ * The output is checked again: upper-casing can lengthen a name ("ß" -> "SS") and doubling can
+ * leave the safe-integer range, and such an event must not reach R3 as if it were valid (the date,
+ * already parsed and normalised, is not parsed twice).
  */
 export function transformBatch (
   topic: string, partition: number, messages: KafkaMessage[], writer: DeadLetterWriter = { role: 'transformer' }
@@ -49,7 +50,7 @@ export function transformBatch (
   for (const message of messages) {
     const source = { topic, partition, message }
     try {
-      const transformed = parsePageEvent(transformPageEvent(decodePageEvent(message.value)))
+      const transformed = checkDerivedPageEvent(transformPageEvent(decodePageEvent(message.value)))
       const output = pageEventMessage(transformed, traceId(source))
       // the input's trace goes on to R3 (the stream task turns it into a child of this record's processing)
       outputs.push({ ...output, headers: { ...output.headers, ...carriedTrace(message) } })

@@ -145,6 +145,7 @@ t.test('configuration: --help lists the variables; a bad topic name stops start-
     'TRANSFORMER_GROUP_ID',
     'TRANSFORMER_INSTANCE_ID',
     'TRANSFORMER_BATCH_SIZE',
+    'TRANSFORMER_TRANSACTION_MS',
   ]) {
     t.match(help.stdout, new RegExp(`${variable} +\\S`), variable)
   }
