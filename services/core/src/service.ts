@@ -10,6 +10,7 @@ import { type ErrorBody, HttpError } from './http-error.js'
 import { kafkaPlugin } from './kafka-plugin.js'
 import { loggerOptions } from './logger.js'
 import { metricsPlugin } from './metrics.js'
+import { readinessMetricPlugin } from './readiness-metric.js'
 import { type PortReservation, reservePort } from './port-reservation.js'
 
 /** What a role is: its name, its config schema and its Fastify plugin. */
@@ -86,6 +87,7 @@ async function registerRole<P extends TProperties> (
 ): Promise<void> {
   await fastify.register(healthPlugin)
   await fastify.register(metricsPlugin, { role: role.name })
+  await fastify.register(readinessMetricPlugin)
   await fastify.register(kafkaPlugin, { config })
   await fastify.register(role.app, { config })
 }
