@@ -64,6 +64,8 @@ export class SseHub {
       registers,
       collect: () => {
         gauge.reset()
+        // a channel that has sent reads 0 without clients, not "no data" (dashboards, the at-limit alert)
+        for (const channel of this.#nextSeq.keys()) gauge.set({ channel }, 0)
         for (const client of this.#clients) gauge.inc({ channel: client.channel })
       },
     })

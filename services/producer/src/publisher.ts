@@ -13,6 +13,9 @@ export const PublishedEventSchema = Type.Object({
 export type PublishedEvent = Static<typeof PublishedEventSchema>
 
 const RETRY_AFTER_SECONDS = '5'
+/** The `reason` label of pagestream_publish_failures_total. */
+const REFUSAL_REASONS = ['brokers-unreachable', 'not-acknowledged'] as const
+type RefusalReason = typeof REFUSAL_REASONS[number]
 
 /**
  * Publishes events and answers only once the broker acknowledged every one of them (acks=all,
@@ -27,7 +30,8 @@ export class Publisher {
     private readonly kafka: KafkaContext,
     metrics: Registry,
     private readonly log: FastifyBaseLogger,
-    private readonly timeoutMs: number
+    private readonly timeoutMs: number,
+    topics: readonly string[]
   ) {
     this.#published = new Counter({
       name: 'pagestream_events_published_total',
@@ -41,11 +45,16 @@ export class Publisher {
       labelNames: ['topic', 'reason'],
       registers: [metrics],
     })
+    // every series from the start at 0, so rates and alerts read 0 rather than "no data"
+    for (const topic of topics) {
+      this.#published.inc({ topic }, 0)
+      for (const reason of REFUSAL_REASONS) this.#refused.inc({ topic, reason }, 0)
+    }
   }
 
   async publish (topic: string, events: PageEvent[]): Promise<PublishedEvent[]> {
     if (!this.kafka.watch.reachable) {
-      this.#refused.inc({ topic, reason: 'brokers-unreachable' }, events.length)
+      this.#refused.inc({ topic, reason: 'brokers-unreachable' satisfies RefusalReason }, events.length)
       throw new HttpError(
         503,
         'the Kafka brokers are unreachable; nothing was written, retry later',
@@ -65,7 +74,7 @@ export class Publisher {
     }))
     const failed = outcomes.filter((o) => o.status === 'rejected')
     if (failed.length > 0) {
-      this.#refused.inc({ topic, reason: 'not-acknowledged' }, failed.length)
+      this.#refused.inc({ topic, reason: 'not-acknowledged' satisfies RefusalReason }, failed.length)
       const acknowledged = outcomes.length - failed.length
       // the client library's reason stays in our log; the client learns what was and was not written
       this.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, topic, failed: failed.length },
