@@ -1,6 +1,6 @@
 // A real Prometheus (built from the Go module proxy) scrapes the five roles on the test broker, evaluates the
 // chart's PrometheusRule and answers every query of the chart's Grafana dashboard with data.
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync } from 'node:fs'
 import { dirname, join } from 'node:path'
 import t from 'tap'
 import { chromiumPage } from '@pagestream/test-kit/browser'
@@ -59,7 +59,6 @@ t.test('a real Prometheus scrapes every role, evaluates the alerts, and every da
     const url = (role: string) => (running.get(role) as RunningRole).url
 
     // labelled as the prometheus-operator labels a ServiceMonitor's targets, so the chart's rules match them
-    const started = Date.now() / 1000
     const prometheus = await startPrometheus(t, {
       interval: `${SCRAPE_SECONDS}s`,
       ruleGroups,
@@ -79,6 +78,7 @@ t.test('a real Prometheus scrapes every role, evaluates the alerts, and every da
     }, 30_000, 500)
     t.same(targets.map((target) => target.labels.job).sort(),
       roles.map(([role]) => `${RELEASE}-pagestream-${role}`).sort(), 'one job per role, like a ServiceMonitor\'s')
+    const started = Date.now() / 1000
     // traffic of every kind the panels show: publishes, a refusal, a dashboard client, a late event, poison records
     const dashboardClient = new AbortController()
     t.teardown(() => { dashboardClient.abort() })
@@ -143,7 +143,9 @@ t.test('a real Prometheus scrapes every role, evaluates the alerts, and every da
     t.same((await prometheus.query(`pagestream_ready{namespace="${NAMESPACE}"}`)).map((s) => s.value?.[1]),
       roles.map(() => '1'), 'pagestream_ready 1 for each role')
 
-    // the panels' data over the run, drawn without Grafana, for the README
+    // the panels' data over the run (at least 30 scrapes, so the lines have a length), drawn without Grafana
+    await waitFor('30 scrapes of every role', async () => (await prometheus.query(
+      `min(count_over_time(up{namespace="${NAMESPACE}"}[5m])) >= 30`)).length === 1, 60_000, 1_000)
     const ended = Date.now() / 1000
     const panels = await panelData(prometheus, dashboard, started, ended,
       { scrapeSeconds: SCRAPE_SECONDS, stepSeconds: 1, rangeSeconds: Math.ceil(ended - started) })
@@ -154,6 +156,5 @@ t.test('a real Prometheus scrapes every role, evaluates the alerts, and every da
     const page = await chromiumPage(t, { width: 1310, height: 800 })
     await page.setContent(`<!doctype html><body style="margin:0">${svg}</body>`)
     mkdirSync(dirname(SCREENSHOT), { recursive: true })
-    writeFileSync(SCREENSHOT.replace(/\.png$/, '.svg'), svg)
     await page.screenshot({ path: SCREENSHOT, fullPage: true })
   })
