@@ -5,6 +5,7 @@ SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 TOPIC ?= R1
 IMAGE ?= pagestream:dev
+comma := ,
 
 # The image's Node (24) first on PATH when the system's is older, so tests and local runs use the runtime users
 # get; fetched once into the cache folder (deploy/local/setup.sh runtime). Not for `make help`.
@@ -79,6 +80,7 @@ test: build ## Run all tests against a real broker (installs what they need)
 	@deploy/local/broker.sh jars
 	@deploy/local/setup.sh helm >/dev/null
 	@deploy/local/setup.sh prometheus >/dev/null
+	@deploy/local/setup.sh otelcol >/dev/null
 	@npm run --silent typecheck
 	@npm run --silent lint
 	@npm test -- --no-allow-incomplete-coverage
@@ -94,9 +96,16 @@ e2e: build ## Run the container tests: Docker engine, bases, image, compose end 
 	@IMAGE=$(IMAGE) npx tap --disable-coverage --timeout=1800 test/e2e/*.e2e.ts
 
 .PHONY: bench
-bench: build ## Run the benchmarks (ratios of variants measured side by side) on the local broker
+bench: build ## Run the benchmark rows against their anchors on the local broker (ROW=publish,latency for some)
 	@deploy/local/broker.sh up
-	@npm run --silent bench
+	@# the fanout row holds 10,000 sockets in one process
+	@ulimit -n 65536 2>/dev/null || ulimit -n "$$(ulimit -Hn)"; \
+	  KAFKA_BROKERS="$${KAFKA_BROKERS:-localhost:$${KAFKA_PORT:-9092}}" npm run --silent bench -- $(subst $(comma), ,$(ROW))
+
+.PHONY: chaos
+chaos: build ## Run the fault drills on a broker of their own, print their table (DRILL=name for one, EVENTS=n)
+	@deploy/local/broker.sh jars
+	@node chaos/run.mjs $(DRILL) $(if $(EVENTS),--events $(EVENTS))
 
 .PHONY: clean
 clean: ## Remove build output

@@ -11,9 +11,10 @@ import { dirname, join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { createKafkaClient, commonConfig, loadConfig, producerProperties } from '@pagestream/core'
 import pino from 'pino'
+import { emit, interleave, ratioCheck } from './lib/row.mjs'
 
 const EVENTS = 100_000
-const ROUNDS = 2
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 2)
 const GOAL = 1 / 4 // with-hop events/s over direct events/s
 const PAGES = Array.from({ length: 20 }, (_, i) => `page-${i}`)
 const T0 = Date.parse('2024-01-01T00:00:00.000Z')
@@ -107,23 +108,30 @@ async function drain (name, partitionedByPage, round) {
   return { fromReady: EVENTS / ((done - (readyAt ?? started)) / 1000), fromSpawn: EVENTS / ((done - started) / 1000) }
 }
 
-const variants = { 'with the hop (default)': false, 'direct (ANALYTICS_INPUT_PARTITIONED_BY_PAGE=true)': true }
-const rates = Object.fromEntries(Object.keys(variants).map((name) => [name, []]))
-for (let round = 0; round < ROUNDS; round++) {
-  for (const [name, partitionedByPage] of Object.entries(variants)) {
-    rates[name].push(await drain(name, partitionedByPage, round))
-  }
+const runs = { pagestream: [], anchor: [] }
+const measured = async (name, partitionedByPage, round) => {
+  const rate = await drain(name, partitionedByPage, round)
+  runs[name].push(rate)
+  return rate.fromReady
 }
-const best = {}
-for (const [name, values] of Object.entries(rates)) {
-  best[name] = Math.max(...values.map((v) => v.fromReady))
-  const runs = values.map((v) => `${Math.round(v.fromReady)} (${Math.round(v.fromSpawn)} from spawn)`).join(', ')
-  console.log(`${name.padEnd(50)} ${runs} events/s; ${EVENTS} events, 3 partitions`)
+try {
+  const samples = await interleave(ROUNDS, {
+    pagestream: (round) => measured('pagestream', false, round),
+    anchor: (round) => measured('anchor', true, round),
+  }, 'repartition-hop')
+  emit({
+    id: 'repartition-hop',
+    title: `repartition-hop: analytics draining ${EVENTS.toLocaleString('en-US')} events (3 partitions), ` +
+      `${ROUNDS} rounds`,
+    measures: [
+      { name: 'with the hop (default), events/s from ready', unit: 'events/s', samples: samples.pagestream },
+      { name: 'direct (ANALYTICS_INPUT_PARTITIONED_BY_PAGE=true)', unit: 'events/s', samples: samples.anchor },
+      { name: 'with the hop, events/s from spawn', unit: 'events/s', samples: runs.pagestream.map((r) => r.fromSpawn) },
+      { name: 'direct, events/s from spawn', unit: 'events/s', samples: runs.anchor.map((r) => r.fromSpawn) },
+    ],
+    checks: [ratioCheck('events/s, with the hop / direct', samples.pagestream, samples.anchor, { goal: GOAL })],
+  })
+} finally {
+  await admin.deleteTopics({ topics: [input] })
+  await admin.disconnect()
 }
-const [hop, direct] = Object.values(best)
-const ratio = hop / direct
-const verdict = ratio >= GOAL ? 'PASS' : 'FAIL'
-console.log(`throughput ratio hop/direct: ${ratio.toFixed(2)} (goal >= ${GOAL.toFixed(2)}) ${verdict}`)
-await admin.deleteTopics({ topics: [input] })
-await admin.disconnect()
-process.exitCode = ratio >= GOAL ? 0 : 1

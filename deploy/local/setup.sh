@@ -11,6 +11,8 @@
 #   setup.sh docker   a Docker engine that answers: Debian's docker.io when dockerd is missing, the compose v2
 #                     plugin built from the Go module proxy, dockerd started in the background when none answers
 #   setup.sh debootstrap  debootstrap, to build the image's bases where no registry answers (base-images.sh)
+#   setup.sh otelcol  an OpenTelemetry Collector (OTLP in; OTLP/HTTP or debug out) built from the Go module proxy
+#                     (deploy/local/otelcol) into the cache folder, for the trace tests; prints its path
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -19,6 +21,8 @@ helm_version=${HELM_VERSION:-v4.3.1}
 compose_version=${COMPOSE_VERSION:-v2.40.3}
 # Prometheus v3.16.0 as a Go module version (v0.<major><minor>.<patch>)
 prometheus_version=${PROMETHEUS_VERSION:-v0.316.0}
+# the collector release deploy/local/otelcol/go.mod pins (go.opentelemetry.io/collector/otelcol)
+otelcol_version=v0.165.0
 # the Node of the image (node:24-bookworm-slim; deploy/local/base-images.sh installs the same)
 node_version=${NODE_VERSION:-24.22.3}
 log() { printf 'setup: %s\n' "$*" >&2; }
@@ -157,6 +161,20 @@ compose_plugin() {
   install -m 0755 "$bin" "$plugins/docker-compose"
 }
 
+# A collector of our own components (deploy/local/otelcol): the upstream otelcorecol module has replace directives
+# `go install` refuses, and the core distribution's prebuilt binaries are not to be had here.
+otelcol_bin() {
+  local bin=$cache/otelcol-$otelcol_version/otelcol
+  if [ ! -x "$bin" ]; then
+    command -v go >/dev/null 2>&1 || { log "Go is needed to build the OpenTelemetry Collector $otelcol_version"; exit 1; }
+    log "building the OpenTelemetry Collector $otelcol_version from the Go module proxy (minutes the first time)"
+    mkdir -p "$(dirname "$bin")"
+    (cd "$root/deploy/local/otelcol" && CGO_ENABLED=0 GOFLAGS=-mod=mod go build -trimpath -ldflags "-s -w" -o "$bin.tmp" .)
+    mv "$bin.tmp" "$bin"
+  fi
+  echo "$bin"
+}
+
 # Starts Debian's dockerd in the background; its pid file says this project started it.
 start_dockerd() {
   local logfile=$cache/dockerd.log pidfile=$cache/dockerd.pid
@@ -189,5 +207,6 @@ case ${1:-} in
   prometheus) prometheus_bins ;;
   docker) docker_engine ;;
   debootstrap) command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap ;;
-  *) echo "usage: $0 <system [--test]|node|runtime|node-version|helm|prometheus|docker|debootstrap>" >&2; exit 2 ;;
+  otelcol) otelcol_bin ;;
+  *) echo "usage: $0 <system [--test]|node|runtime|node-version|helm|prometheus|docker|debootstrap|otelcol>" >&2; exit 2 ;;
 esac

@@ -1,6 +1,6 @@
 import {
   type CheckResult, type Consumer, type ConsumerConfig, type KafkaBatch, type KafkaClient,
-  consumerProperties, failureBackoff, fatalErrorWatch,
+  consumerProperties, failureBackoff, fatalErrorWatch, traceConsumed,
 } from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
@@ -78,7 +78,7 @@ export class GroupMember {
     await consumer.subscribe({ topics: [topic] })
     await consumer.run({
       eachBatch: async ({ batch }) => {
-        const next = await this.#handle(batch)
+        const next = await traceConsumed(batch, groupId, () => this.#handle(batch))
         if (next !== undefined) {
           await consumer.commitOffsets([{ topic: batch.topic, partition: batch.partition, offset: next }])
         }

@@ -2,6 +2,7 @@ import { Type, type StaticDecode, type TObject, type TProperties, type TSchema }
 import { Value } from '@sinclair/typebox/value'
 import { commonRuleProblems } from './config-rules.js'
 import { LEGAL_TOPIC_PATTERN } from './topics.js'
+import { tracingConfig } from './tracing.js'
 
 /** A comma-separated list in one environment variable, e.g. `KAFKA_BROKERS=a:9092,b:9092`. */
 export function CsvList (options: { default: string, description: string, itemPattern?: string }) {
@@ -77,6 +78,7 @@ export function commonConfig (role: string, httpPort: number) {
     KAFKA_TOPIC_REPLICATION: Type.Integer({
       minimum: -1, default: 1, description: 'replication factor of created topics (-1: broker default)',
     }),
+    ...tracingConfig(role),
   }
 }
 

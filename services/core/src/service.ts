@@ -1,7 +1,10 @@
 import type { TProperties } from '@sinclair/typebox'
 import type { StaticDecode, TObject } from '@sinclair/typebox'
 import closeWithGrace from 'close-with-grace'
-import Fastify, { type FastifyError, type FastifyInstance, type FastifyPluginAsync } from 'fastify'
+import Fastify, {
+  type FastifyError, type FastifyInstance, type FastifyPluginAsync, type FastifyReply, type FastifyRequest,
+  LogController,
+} from 'fastify'
 import type { FastifySchemaValidationError } from 'fastify/types/schema.js'
 import { type CommonConfig, ConfigError, loadConfig } from './config.js'
 import { connectionDrain } from './connection-drain.js'
@@ -12,6 +15,7 @@ import { loggerOptions } from './logger.js'
 import { metricsPlugin } from './metrics.js'
 import { readinessMetricPlugin } from './readiness-metric.js'
 import { type PortReservation, reservePort } from './port-reservation.js'
+import { startTracing, stopTracing } from './tracing.js'
 
 /** What a role is: its name, its config schema and its Fastify plugin. */
 export interface Role<P extends TProperties> {
@@ -37,10 +41,29 @@ export async function createService<P extends TProperties> (
   return fastify
 }
 
+/**
+ * One access line per request, when it completed, with four fields: Fastify's default writes two, with
+ * the request serialised through the redaction paths (about 10 % of a publish). Errors log as before.
+ */
+class AccessLog extends LogController {
+  override incomingRequest (): void {}
+
+  override requestCompleted (error: Error | null | undefined, request: FastifyRequest, reply: FastifyReply): void {
+    if (error) {
+      super.requestCompleted(error, request, reply)
+      return
+    }
+    reply.log.info({
+      method: request.method, url: request.url, statusCode: reply.statusCode, responseTime: reply.elapsedTime,
+    }, 'request completed')
+  }
+}
+
 /** The Fastify instance with its HTTP behaviour, before any plugin (and so any Kafka client) has started. */
 function serviceInstance (config: CommonConfig, options: { logger?: boolean }): FastifyInstance {
   const fastify = Fastify({
     logger: options.logger === false ? false : loggerOptions(config.LOG_LEVEL),
+    logController: new AccessLog(),
     requestTimeout: 30_000,
     connectionTimeout: 10_000,
     // idle keep-alive sockets are closed by connectionDrain below; requests under way finish (SSE ends in its plugin)
@@ -180,9 +203,11 @@ export async function runService<P extends TProperties> (role: Role<P>, argv = p
     else fastify.log.info({ signal }, 'stopping')
     stopping = true
     await fastify.close()
+    await stopTracing()
   })
   let reservation: PortReservation | undefined
   try {
+    await startTracing(config)
     fastify = serviceInstance(config, {})
     // local problems (port taken) first: a failed start must not join a group or fence a running replica
     reservation = await reservePort(config.HTTP_HOST, config.HTTP_PORT)

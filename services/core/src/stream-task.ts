@@ -7,6 +7,7 @@ import {
 } from './kafka.js'
 import { TransactionalProducer, failureBackoff } from './transactional-producer.js'
 import { fatalErrorWatch } from './consumer-failure.js'
+import { traceBatch, traceConsumed } from './tracing.js'
 import { type OwnedPosition, type PartitionState, mergeByTopic, startOffset } from './stream-task-state.js'
 import type {
   BatchFunction, RecoveryPolicy, StandDownReason, StreamTaskCounts, StreamTaskObserver, StreamTaskSettings,
@@ -461,7 +462,9 @@ export class StreamTask {
     const { batch } = payload
     const owned = this.#owned.get(batch.partition)
     if (owned === undefined) return
-    this.#state!.process(batch.partition, batch.messages.filter((message) => Number(message.offset) >= owned.position))
+    const fresh = batch.messages.filter((message) => Number(message.offset) >= owned.position)
+    const consumed = { topic: batch.topic, partition: batch.partition, messages: fresh }
+    traceConsumed(consumed, this.settings.groupId, () => this.#state!.process(batch.partition, fresh))
     owned.quietSince = Date.now()
     owned.position = Math.max(owned.position, Number(batch.lastOffset()) + 1)
     owned.nextOffset = String(owned.position)
@@ -538,7 +541,7 @@ export class StreamTask {
       consumer.seek({ topic, partition, offset: batch.firstOffset() ?? '0' })
       return
     }
-    const work = this.#batch!(topic, partition, messages)
+    const work = traceBatch(batch, this.settings.groupId, () => this.#batch!(topic, partition, messages))
     const outputs = work.outputs.filter((entry) => entry.messages.length > 0)
     if (work.deadLetters.length > 0) outputs.push({ topic: this.settings.deadLetterTopic, messages: work.deadLetters })
     const written = work.outputs.reduce((sum, entry) => sum + entry.messages.length, 0)

@@ -24,8 +24,17 @@ function decodeBody (contentType: string | undefined, body: Buffer): string {
   }
 }
 
+/**
+ * A text where no refused name is spelled out and no \\u escape could spell one holds no such key: it is
+ * parsed without the reviver, which costs a call per value (a 100-event batch: 500 calls).
+ */
+function mayHoldRefusedKey (text: string): boolean {
+  return text.includes('\\u') || text.includes('__proto__') || text.includes('constructor')
+}
+
 function parseJson (text: string): unknown {
   try {
+    if (!mayHoldRefusedKey(text)) return JSON.parse(text)
     return JSON.parse(text, (key, value: unknown) => {
       if (REFUSED_PROPERTIES.has(key)) {
         throw new HttpError(400, `body holds a "${key}" property, which is refused (prototype pollution)`)

@@ -1,8 +1,12 @@
 import { randomUUID } from 'node:crypto'
 import { type Static, Type } from '@sinclair/typebox'
-import { HttpError, type KafkaContext, type PageEvent, type Producer, pageEventMessage } from '@pagestream/core'
+import type { MessageHeader } from '@confluentinc/kafka-javascript'
+import {
+  HttpError, type KafkaContext, type PageEvent, pageEventMessage, tracedSend,
+} from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
+import type { RecordSender } from './record-sender.js'
 
 /** Where the broker put one event: what POST /events answers per event. */
 export const PublishedEventSchema = Type.Object({
@@ -26,7 +30,7 @@ export class Publisher {
   readonly #refused: Counter<'topic' | 'reason'>
 
   constructor (
-    private readonly producer: Producer,
+    private readonly sender: RecordSender,
     private readonly kafka: KafkaContext,
     metrics: Registry,
     private readonly log: FastifyBaseLogger,
@@ -61,23 +65,13 @@ export class Publisher {
         { 'retry-after': RETRY_AFTER_SECONDS }
       )
     }
-    // one send per event: the client reports offsets per partition, and we promise them per record
-    const outcomes = await Promise.allSettled(events.map(async (event) => {
-      const eventId = randomUUID()
-      const [metadata] = await withDeadline(
-        this.producer.send({ topic, messages: [pageEventMessage(event, eventId)] }), this.timeoutMs
-      )
-      if (metadata === undefined || metadata.errorCode !== 0) {
-        throw new Error(`broker error ${metadata?.errorCode ?? 'unknown'}`)
-      }
-      return { eventId, partition: metadata.partition, offset: metadata.baseOffset ?? String(metadata.offset) }
-    }))
-    const failed = outcomes.filter((o) => o.status === 'rejected')
+    const outcomes = await this.#sendAll(topic, events)
+    const failed = outcomes.filter((o) => o instanceof Error)
     if (failed.length > 0) {
       this.#refused.inc({ topic, reason: 'not-acknowledged' satisfies RefusalReason }, failed.length)
       const acknowledged = outcomes.length - failed.length
       // the client library's reason stays in our log; the client learns what was and was not written
-      this.log.warn({ err: (failed[0] as PromiseRejectedResult).reason, topic, failed: failed.length },
+      this.log.warn({ err: failed[0], topic, failed: failed.length },
         'events not acknowledged')
       // an unacknowledged send may still have reached the log (a broker killed before it answered)
       throw new HttpError(503,
@@ -87,19 +81,50 @@ export class Publisher {
         { 'retry-after': RETRY_AFTER_SECONDS })
     }
     this.#published.inc({ topic }, events.length)
-    return outcomes.map((o) => (o as PromiseFulfilledResult<PublishedEvent>).value)
+    return outcomes as PublishedEvent[]
+  }
+
+  /**
+   * Sends every event (the sender batches them with other requests' records) and waits for each one's
+   * acknowledgement or failure, or for the deadline: an event without an answer by then counts as failed.
+   * One timer per request, not per event. librdkafka's message.timeout.ms is the same deadline; this
+   * one holds even when the client itself stalls.
+   */
+  #sendAll (topic: string, events: PageEvent[]): Promise<Array<PublishedEvent | Error>> {
+    const outcomes: Array<PublishedEvent | Error | undefined> = new Array(events.length)
+    return new Promise((resolve) => {
+      let waiting = events.length
+      const timer = setTimeout(() => {
+        const expired = new Error(`no acknowledgement within ${this.timeoutMs} ms`)
+        resolve(Array.from(outcomes, (outcome) => outcome ?? expired))
+      }, this.timeoutMs)
+      const settle = (index: number, outcome: PublishedEvent | Error) => {
+        outcomes[index] = outcome
+        waiting -= 1
+        if (waiting === 0) {
+          clearTimeout(timer)
+          resolve(outcomes as Array<PublishedEvent | Error>)
+        }
+      }
+      events.forEach((event, index) => {
+        const eventId = randomUUID()
+        // the trace context (when tracing is on) goes into the record's headers beside the event id
+        tracedSend(topic, pageEventMessage(event, eventId), ({ key, value, headers }) =>
+          this.sender.send(topic, key, value, headerList(headers))
+        ).then(
+          ({ partition, offset }) => settle(index, { eventId, partition, offset }),
+          (err: Error) => settle(index, err)
+        )
+      })
+    })
   }
 }
 
-/** librdkafka's message.timeout.ms is the same deadline; this one holds even when the client itself stalls. */
-async function withDeadline<T> (work: Promise<T>, timeoutMs: number): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const expired = new Promise<never>((_resolve, reject) => {
-    timer = setTimeout(() => reject(new Error(`no acknowledgement within ${timeoutMs} ms`)), timeoutMs)
-  })
-  try {
-    return await Promise.race([work, expired])
-  } finally {
-    clearTimeout(timer)
+/** librdkafka's header list from a record's header map (one entry per name, in order). */
+function headerList (headers: Record<string, string | Buffer | Array<string | Buffer> | undefined>): MessageHeader[] {
+  const list: MessageHeader[] = []
+  for (const [name, value] of Object.entries(headers)) {
+    for (const one of Array.isArray(value) ? value : [value]) if (one !== undefined) list.push({ [name]: one })
   }
+  return list
 }

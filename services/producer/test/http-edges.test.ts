@@ -90,6 +90,8 @@ t.test('content types and encodings: JSON in UTF-8 only, refusals say why, key a
       /^body holds a "__proto__" property, which is refused \(prototype pollution\)$/],
     ['constructor', `[{"constructor":{"prototype":{"polluted":true}},"name":"blog"${rest}]`, 'application/json', 400,
       /^body holds a "constructor" property, which is refused/],
+    ['__proto__ spelled with escapes', `{"\\u005f_proto\\u005f_":{"polluted":true},"name":"blog"${rest}`,
+      'application/json', 400, /^body holds a "__proto__" property/],
     ['JSON that does not parse', '{"name":', 'application/json', 400, /^body is not valid JSON \(/],
     ['an empty body', '', 'application/json', 400, /^body is not valid JSON/],
   ]

@@ -232,3 +232,19 @@ t.test('SIGTERM during a burst of publishes loses no acknowledged event', async 
   t.ok(broken.every((b) => b.outcome === 'ECONNRESET'),
     'the only other outcome is a reset of a connection not yet read')
 })
+
+t.test('one access log line per request (method, url, status, time); none when a request comes in', async (t) => {
+  const topic = uniqueName('prod-log')
+  t.teardown(() => deleteTopics([topic]))
+  const producer = await startRole(t, 'producer', { PRODUCER_TOPICS: topic, LOG_LEVEL: 'info' })
+  t.equal((await fetch(`${producer.url}/publish/${topic}/blog`)).status, 200)
+  t.equal((await fetch(`${producer.url}/publish/_internal/blog`)).status, 403)
+  await producer.stop()
+  const requests = producer.logs().filter((line) => String(line.url ?? '').startsWith('/publish/'))
+  t.same(requests.map((line) => [line.msg, line.method, line.url, line.statusCode]), [
+    ['request completed', 'GET', `/publish/${topic}/blog`, 200],
+    ['request completed', 'GET', '/publish/_internal/blog', 403],
+  ], 'exactly one line per request')
+  t.ok(requests.every((line) => typeof line.responseTime === 'number'), 'each with its response time')
+  t.notOk(producer.logs().some((line) => line.msg === 'incoming request'), 'no line when a request comes in')
+})

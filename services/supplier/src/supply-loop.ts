@@ -1,5 +1,5 @@
 import { type Static, Type } from '@sinclair/typebox'
-import { type PageEvent, type Producer, pageEventMessage, randomPageEvent } from '@pagestream/core'
+import { type PageEvent, type Producer, pageEventMessage, randomPageEvent, tracedSend } from '@pagestream/core'
 import type { FastifyBaseLogger } from 'fastify'
 import { Counter, type Registry } from 'prom-client'
 
@@ -105,7 +105,9 @@ export class SupplyLoop {
   }
 
   #send (): void {
-    const sending = this.producer.send({ topic: this.topic, messages: [pageEventMessage(this.nextEvent())] })
+    // no HTTP request around it: each supplied event starts a trace of its own
+    const sending = tracedSend(this.topic, pageEventMessage(this.nextEvent()),
+      (record) => this.producer.send({ topic: this.topic, messages: [record] }))
       .then(() => { this.#status.sent++; this.#sent.inc() })
       .catch((err: Error) => {
         this.#status.failed++

@@ -1,6 +1,6 @@
 import {
   type DeadLetterWriter, EVENT_ID_HEADER, InvalidPageEventError, type KafkaMessage, type PageEvent,
-  deadLetterMessage, decodePageEvent, pageEventMessage, parsePageEvent,
+  carriedTrace, deadLetterMessage, decodePageEvent, pageEventMessage, parsePageEvent,
 } from '@pagestream/core'
 
 /** The lab's function: the same view with `duration` doubled and `name` and `user` upper-cased. */
@@ -50,7 +50,9 @@ export function transformBatch (
     const source = { topic, partition, message }
     try {
       const transformed = parsePageEvent(transformPageEvent(decodePageEvent(message.value)))
-      outputs.push(pageEventMessage(transformed, traceId(source)))
+      const output = pageEventMessage(transformed, traceId(source))
+      // the input's trace goes on to R3 (the stream task turns it into a child of this record's processing)
+      outputs.push({ ...output, headers: { ...output.headers, ...carriedTrace(message) } })
     } catch (err) {
       if (!(err instanceof InvalidPageEventError)) throw err
       deadLetters.push(deadLetterMessage(source, err, writer))
