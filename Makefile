@@ -79,6 +79,7 @@ test: build ## Run all tests against a real broker (installs what they need)
 	@deploy/local/setup.sh system --test
 	@deploy/local/broker.sh jars
 	@deploy/local/setup.sh helm >/dev/null
+	@deploy/local/setup.sh prometheus >/dev/null
 	@deploy/local/setup.sh otelcol >/dev/null
 	@npm run --silent typecheck
 	@npm run --silent lint

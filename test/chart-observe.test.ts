@@ -13,8 +13,8 @@ import { ROOT, deleteTopics, metricNames, promqlMetrics, startRole, uniqueName }
 
 const RELEASE = 'demo'
 const NAMESPACE = 'pagestream'
-const ALL_ON = ['metrics.serviceMonitor.enabled=true', 'metrics.prometheusRule.enabled=true',
-  'metrics.grafanaDashboard.enabled=true']
+const ALL_ON = ['metrics.serviceMonitor.enabled=true', 'metrics.podMonitor.enabled=true',
+  'metrics.prometheusRule.enabled=true', 'metrics.grafanaDashboard.enabled=true']
 /** Series Prometheus makes itself, not the roles. */
 const PROMETHEUS_OWN = new Set(['up'])
 
@@ -30,9 +30,10 @@ const alerts = () => one(objects, 'PrometheusRule', `${RELEASE}-pagestream`).spe
 const dashboard = (): Dashboard =>
   JSON.parse(one(objects, 'ConfigMap', `${RELEASE}-pagestream-dashboard`).data['pagestream.json']) as Dashboard
 
-t.test('off by default: no ServiceMonitor, PrometheusRule or dashboard ConfigMap', async (t) => {
+t.test('off by default: no ServiceMonitor, PodMonitor, PrometheusRule or dashboard ConfigMap', async (t) => {
   const plain = await renderChart({ release: RELEASE, namespace: NAMESPACE })
   t.same(find(plain, 'ServiceMonitor'), [])
+  t.same(find(plain, 'PodMonitor'), [])
   t.same(find(plain, 'PrometheusRule'), [])
   t.notOk(plain.some((o) => o.kind === 'ConfigMap' && o.metadata.labels?.grafana_dashboard !== undefined))
 })
@@ -40,11 +41,14 @@ t.test('off by default: no ServiceMonitor, PrometheusRule or dashboard ConfigMap
 t.test('the objects are valid against the pinned prometheus-operator CRDs and Kubernetes schemas', async (t) => {
   const [crds, kube] = await Promise.all([monitoringValidator(), kubernetesValidator()])
   const monitoring = objects.filter((o) => o.apiVersion.startsWith('monitoring.coreos.com/'))
-  t.same(monitoring.map((o) => o.kind).sort(), ['PrometheusRule', 'ServiceMonitor'])
+  t.same(monitoring.map((o) => o.kind).sort(), ['PodMonitor', 'PrometheusRule', 'ServiceMonitor'])
   t.same(monitoring.flatMap((o) => crds.validate(o)), [], `valid for prometheus-operator ${crds.version}`)
   const typo = { ...one(objects, 'ServiceMonitor', `${RELEASE}-pagestream`) }
   typo.spec = { ...typo.spec, endpoint: [] }
   t.match(crds.validate(typo), [/endpoint/], 'the validator rejects a field the CRD does not know')
+  const podTypo = { ...one(objects, 'PodMonitor', `${RELEASE}-pagestream`) }
+  podTypo.spec = { ...podTypo.spec, podMetricsEndpoints: [{ port: 'http', scheme: 'htp' }] }
+  t.match(crds.validate(podTypo), [/scheme/], 'and a PodMonitor value the CRD does not allow')
   t.same(kube.validate(one(objects, 'ConfigMap', `${RELEASE}-pagestream-dashboard`)), [])
 })
 
@@ -70,6 +74,35 @@ t.test('the dashboard has the panels an operator looks at, the chart and deploy/
   for (const topic of [/Publish rate/, /4xx, 5xx, 503/, /Ack latency/, /Consumer lag/, /committed and aborted/,
     /Dead letters and late/, /SSE clients/, /restore time/, /memory/]) t.match(titles, topic)
 })
+
+t.test('the PodMonitor selects every role\'s pods by their http container port, and nothing else', async (t) => {
+  const monitor = one(objects, 'PodMonitor', `${RELEASE}-pagestream`)
+  const { matchLabels, matchExpressions } = monitor.spec.selector
+  const workloads = objects.filter((o) => ['Deployment', 'StatefulSet'].includes(o.kind))
+  const selected = workloads.filter((workload) => {
+    const labels: Record<string, string> = workload.spec.template.metadata.labels ?? {}
+    return Object.entries(matchLabels as Record<string, string>).every(([key, value]) => labels[key] === value) &&
+      (matchExpressions as Array<{ key: string, values: string[] }>)
+        .every((e) => e.values.includes(labels[e.key] ?? ''))
+  })
+  const roles = selected.map((w) => w.spec.template.metadata.labels['app.kubernetes.io/component']).sort()
+  t.same(roles, ['analytics', 'consumer', 'producer', 'supplier', 'transformer'])
+  t.ok(selected.every((w) => w.spec.template.spec.containers[0].ports.some((p: { name: string }) => p.name === 'http')))
+  t.same(monitor.spec.podMetricsEndpoints.map((e: { port: string, path: string }) => [e.port, e.path]),
+    [['http', '/metrics']])
+  t.same(monitor.spec.namespaceSelector, { matchNames: [NAMESPACE] })
+})
+
+t.test('the role-not-ready alert reads pagestream_ready; the role-down alert matches both monitors\' jobs',
+  async (t) => {
+    const byName = new Map(alerts().map((rule: { alert: string, expr: string }) => [rule.alert, rule.expr]))
+    t.match(byName.get('PagestreamRoleNotReady'), /pagestream_ready\{namespace="pagestream"\}\) == 0/)
+    const down = byName.get('PagestreamRoleDown') as string
+    const jobs = new RegExp(`^(?:${/job=~"([^"]+)"/.exec(down)?.[1]})$`)
+    t.ok(jobs.test(`${RELEASE}-pagestream-producer`), 'a ServiceMonitor job: the Service name')
+    t.ok(jobs.test(`${NAMESPACE}/${RELEASE}-pagestream`), 'a PodMonitor job: <namespace>/<name>')
+    t.notOk(jobs.test('kube-state-metrics'))
+  })
 
 t.test('promtool accepts the rules, and refuses a broken expression', async (t) => {
   const dir = mkdtempSync(join(tmpdir(), 'pagestream-rules-'))

@@ -6,6 +6,8 @@
 #                     it is at least the image's major version, else the image's Node from the npm registry, cached
 #   setup.sh node-version  the Node version the image's local bases and `runtime` install
 #   setup.sh helm     helm from the Go module proxy into the cache folder (chart tests)
+#   setup.sh prometheus  prometheus and promtool of one release from the Go module proxy (observability tests);
+#                     prints their folder
 #   setup.sh docker   a Docker engine that answers: Debian's docker.io when dockerd is missing, the compose v2
 #                     plugin built from the Go module proxy, dockerd started in the background when none answers
 #   setup.sh debootstrap  debootstrap, to build the image's bases where no registry answers (base-images.sh)
@@ -17,6 +19,8 @@ root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cache=${PAGESTREAM_CACHE:-$HOME/.cache/pagestream}
 helm_version=${HELM_VERSION:-v4.3.1}
 compose_version=${COMPOSE_VERSION:-v2.40.3}
+# Prometheus v3.16.0 as a Go module version (v0.<major><minor>.<patch>)
+prometheus_version=${PROMETHEUS_VERSION:-v0.316.0}
 # the collector release deploy/local/otelcol/go.mod pins (go.opentelemetry.io/collector/otelcol)
 otelcol_version=v0.165.0
 # the Node of the image (node:24-bookworm-slim; deploy/local/base-images.sh installs the same)
@@ -119,6 +123,25 @@ helm_bin() {
   echo "$bin"
 }
 
+# prometheus and promtool, built once per version from the Go module proxy in one go (they share most packages).
+# Without the builtinassets tag the web UI is left out; the HTTP API, scraping and rule evaluation are all there.
+prometheus_bins() {
+  local dir=$cache/prometheus-$prometheus_version
+  if [ ! -x "$dir/prometheus" ] || [ ! -x "$dir/promtool" ]; then
+    command -v go >/dev/null 2>&1 || { log "Go is needed to build prometheus $prometheus_version"; exit 1; }
+    log "building prometheus and promtool $prometheus_version from the Go module proxy (minutes the first time)"
+    local module=github.com/prometheus/prometheus tmp
+    mkdir -p "$cache"
+    tmp=$(mktemp -d "$cache/prometheus.XXXXXX")
+    chmod 755 "$tmp"
+    (cd "$tmp" && GOBIN=$tmp GOFLAGS=-mod=mod go install \
+      "$module/cmd/prometheus@$prometheus_version" "$module/cmd/promtool@$prometheus_version")
+    rm -rf "$dir"
+    mv "$tmp" "$dir"
+  fi
+  echo "$dir"
+}
+
 # The compose v2 CLI plugin, built once per version from the Go module proxy (bookworm only has compose 1.29).
 compose_plugin() {
   local bin=$cache/bin/docker-compose-$compose_version
@@ -181,8 +204,9 @@ case ${1:-} in
   runtime) node_runtime ;;
   node-version) echo "$node_version" ;;
   helm) helm_bin ;;
+  prometheus) prometheus_bins ;;
   docker) docker_engine ;;
   debootstrap) command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap ;;
   otelcol) otelcol_bin ;;
-  *) echo "usage: $0 <system [--test]|node|runtime|node-version|helm|docker|debootstrap|otelcol>" >&2; exit 2 ;;
+  *) echo "usage: $0 <system [--test]|node|runtime|node-version|helm|prometheus|docker|debootstrap|otelcol>" >&2; exit 2 ;;
 esac

@@ -70,6 +70,8 @@ export class SseHub {
       registers,
       collect: () => {
         gauge.reset()
+        // a channel that has sent reads 0 without clients, not "no data" (dashboards, the at-limit alert)
+        for (const channel of this.#nextSeq.keys()) gauge.set({ channel }, 0)
         for (const [channel, clients] of this.#channels) if (clients.size > 0) gauge.set({ channel }, clients.size)
       },
     })

@@ -193,9 +193,13 @@ t.test('SSE etiquette: ids with Last-Event-ID resume, heartbeat, client limit, s
   t.equal(refused.response?.headers['retry-after'], '5')
   t.match(JSON.parse(refused.body), { statusCode: 503, error: 'Service Unavailable', message: /at most 3/ })
   for (const client of open) client.close()
-  await waitFor('the slots to free up', async () => (
-    await fastify.inject('/metrics')
-  ).body.match(/^analytics_sse_clients\{/gm) === null, 5_000)
+  // a channel without clients reads 0, not "no data", so dashboards and the at-limit alert see it
+  const clientCounts = async () => [...(await fastify.inject('/metrics')).body
+    .matchAll(/^analytics_sse_clients\{[^}]*channel="(\w+)"[^}]*\} (\d+)/gm)].map(([, channel, n]) => `${channel} ${n}`)
+  t.same((await waitFor('the slots to free up', async () => {
+    const counts = await clientCounts()
+    return counts.every((count) => count.endsWith(' 0')) && counts
+  }, 5_000)).sort(), ['analytics 0', 'analyticsAggregate 0'])
 
   // big snapshots (many pages) every 20 ms: a client that never reads fills its buffers fast
   const pages = Array.from({ length: 1500 }, (_, i) => ({

@@ -13,6 +13,7 @@ import { type ErrorBody, HttpError } from './http-error.js'
 import { kafkaPlugin } from './kafka-plugin.js'
 import { loggerOptions } from './logger.js'
 import { metricsPlugin } from './metrics.js'
+import { readinessMetricPlugin } from './readiness-metric.js'
 import { type PortReservation, reservePort } from './port-reservation.js'
 import { startTracing, stopTracing } from './tracing.js'
 
@@ -109,6 +110,7 @@ async function registerRole<P extends TProperties> (
 ): Promise<void> {
   await fastify.register(healthPlugin)
   await fastify.register(metricsPlugin, { role: role.name })
+  await fastify.register(readinessMetricPlugin)
   await fastify.register(kafkaPlugin, { config })
   await fastify.register(role.app, { config })
 }

@@ -4,7 +4,9 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import t from 'tap'
 import { commonConfig, createService, loadConfig, type Role } from '@pagestream/core'
-import { ROOT, TEST_BROKERS, deleteTopics, freePort, privateBroker, uniqueName, waitFor } from '@pagestream/test-kit'
+import {
+  ROOT, TEST_BROKERS, deleteTopics, freePort, parseMetrics, privateBroker, uniqueName, waitFor,
+} from '@pagestream/test-kit'
 import { spawn } from 'node:child_process'
 
 const run = promisify(execFile)
@@ -57,17 +59,21 @@ t.test('readiness follows the broker: down when it stops, back when it returns',
   const fastify = await createService(role(), config, { logger: false })
   t.teardown(() => fastify.close())
   const status = async () => (await fastify.inject('/health/ready')).statusCode
+  const readyGauge = async () => parseMetrics((await fastify.inject('/metrics')).body)
+    .find((sample) => sample.name === 'pagestream_ready')?.value
   t.equal(await status(), 200)
+  t.equal(await readyGauge(), 1, 'pagestream_ready 1 while ready')
 
   await broker.stop()
   await waitFor('readiness to drop', async () => await status() === 503, 15_000)
   const body = (await fastify.inject('/health/ready')).json()
   t.match(body.checks.broker.detail, new RegExp(`brokers ${broker.brokers} do not answer`))
   t.equal((await fastify.inject('/health/live')).statusCode, 200, 'liveness does not depend on the broker')
+  t.equal(await readyGauge(), 0, 'pagestream_ready 0 while /health/ready answers 503')
 
   await broker.start()
   await waitFor('readiness to return', async () => await status() === 200, 30_000)
-  t.pass('ready again after the broker returned')
+  t.equal(await readyGauge(), 1, 'pagestream_ready 1 again after the broker returned')
 })
 
 t.test('close: readiness drops first, then the role closes what it opened', async (t) => {

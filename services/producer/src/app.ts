@@ -75,7 +75,8 @@ export const role: Role<typeof config> = {
           fastify.kafka,
           fastify.metrics,
           fastify.log.child({ component: 'publisher' }),
-          config.PUBLISH_TIMEOUT_MS + 500
+          config.PUBLISH_TIMEOUT_MS + 500,
+          policy.topics
         ),
         users: config.PRODUCER_USERS,
         maxBatch: config.EVENTS_MAX_BATCH,

@@ -17,6 +17,9 @@ export const PublishedEventSchema = Type.Object({
 export type PublishedEvent = Static<typeof PublishedEventSchema>
 
 const RETRY_AFTER_SECONDS = '5'
+/** The `reason` label of pagestream_publish_failures_total. */
+const REFUSAL_REASONS = ['brokers-unreachable', 'not-acknowledged'] as const
+type RefusalReason = typeof REFUSAL_REASONS[number]
 
 /**
  * Publishes events and answers only once the broker acknowledged every one of them (acks=all,
@@ -31,7 +34,8 @@ export class Publisher {
     private readonly kafka: KafkaContext,
     metrics: Registry,
     private readonly log: FastifyBaseLogger,
-    private readonly timeoutMs: number
+    private readonly timeoutMs: number,
+    topics: readonly string[]
   ) {
     this.#published = new Counter({
       name: 'pagestream_events_published_total',
@@ -45,11 +49,16 @@ export class Publisher {
       labelNames: ['topic', 'reason'],
       registers: [metrics],
     })
+    // every series from the start at 0, so rates and alerts read 0 rather than "no data"
+    for (const topic of topics) {
+      this.#published.inc({ topic }, 0)
+      for (const reason of REFUSAL_REASONS) this.#refused.inc({ topic, reason }, 0)
+    }
   }
 
   async publish (topic: string, events: PageEvent[]): Promise<PublishedEvent[]> {
     if (!this.kafka.watch.reachable) {
-      this.#refused.inc({ topic, reason: 'brokers-unreachable' }, events.length)
+      this.#refused.inc({ topic, reason: 'brokers-unreachable' satisfies RefusalReason }, events.length)
       throw new HttpError(
         503,
         'the Kafka brokers are unreachable; nothing was written, retry later',
@@ -59,7 +68,7 @@ export class Publisher {
     const outcomes = await this.#sendAll(topic, events)
     const failed = outcomes.filter((o) => o instanceof Error)
     if (failed.length > 0) {
-      this.#refused.inc({ topic, reason: 'not-acknowledged' }, failed.length)
+      this.#refused.inc({ topic, reason: 'not-acknowledged' satisfies RefusalReason }, failed.length)
       const acknowledged = outcomes.length - failed.length
       // the client library's reason stays in our log; the client learns what was and was not written
       this.log.warn({ err: failed[0], topic, failed: failed.length },
