@@ -5,7 +5,7 @@
 // from /proc; events/s from ready to exact output.
 import { absoluteCheck, emit, interleave, ratioCheck } from './lib/row.mjs'
 import {
-  createTopic, deleteTopics, produceBacklog, run, startRole, watchWindowCounts, windowTruth,
+  deleteTopics, drainAnalytics, produceBacklog, run, windowTruth,
 } from './lib/processors.mjs'
 
 const EVENTS = Number(process.env.BENCH_ANALYTICS_EVENTS ?? 300_000)
@@ -22,27 +22,8 @@ const results = { bounded: { rate: [], rss: [] }, unbounded: { rate: [], rss: []
 function drain (name, env) {
   return async (round) => {
     const group = `bench-rss-${run}-${round}-${name}`
-    const output = `${group}-out`
-    await createTopic(output)
-    const watching = watchWindowCounts(output, truth, (message) => {
-      const window = JSON.parse(message.value.toString())
-      return { key: `${window.page}@${Date.parse(window.windowStart)}`, count: window.count }
-    })
-    const role = await startRole('analytics', {
-      ANALYTICS_INPUT_TOPIC: input,
-      ANALYTICS_OUTPUT_TOPIC: output,
-      ANALYTICS_GROUP_ID: group,
-      ANALYTICS_INSTANCE_ID: 'bench',
-      WINDOW_IDLE_CLOSE_MS: '0',
-      ...env,
-    })
-    try {
-      const doneAt = await Promise.race([watching, role.failed])
-      results[name].rate.push(EVENTS / ((doneAt - (role.readyAt ?? role.spawnedAt)) / 1000))
-    } finally {
-      await role.stop()
-      await deleteTopics((topic) => topic.startsWith(group))
-    }
+    const { role, doneAt } = await drainAnalytics(input, group, truth, env)
+    results[name].rate.push(EVENTS / ((doneAt - (role.readyAt ?? role.spawnedAt)) / 1000))
     results[name].rss.push(role.peakRssMb)
     return role.peakRssMb
   }

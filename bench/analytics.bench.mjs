@@ -7,7 +7,7 @@
 import { emit, interleave, ratioCheck } from './lib/row.mjs'
 import { kafkaStreamsJar, startKafkaStreams } from './lib/kafka-streams.mjs'
 import {
-  createTopic, deleteTopics, produceBacklog, run, startRole, watchWindowCounts, windowTruth,
+  createTopic, deleteTopics, drainAnalytics, produceBacklog, run, watchWindowCounts, windowTruth,
 } from './lib/processors.mjs'
 
 const EVENTS = Number(process.env.BENCH_ANALYTICS_EVENTS ?? 300_000)
@@ -33,29 +33,10 @@ function record (name, side, doneAt) {
 await interleave(ROUNDS, {
   pagestream: async (round) => {
     const group = `bench-analytics-${run}-${round}`
-    const output = `${group}-out`
-    await createTopic(output)
-    const watching = watchWindowCounts(output, truth, (message) => {
-      const window = JSON.parse(message.value.toString())
-      return { key: `${window.page}@${Date.parse(window.windowStart)}`, count: window.count }
+    const { role, doneAt } = await drainAnalytics(input, group, truth, {
+      WINDOW_SIZE_MS: String(WINDOW_MS), WINDOW_GRACE_MS: String(GRACE_MS),
     })
-    const role = await startRole('analytics', {
-      ANALYTICS_INPUT_TOPIC: input,
-      ANALYTICS_OUTPUT_TOPIC: output,
-      ANALYTICS_GROUP_ID: group,
-      ANALYTICS_INSTANCE_ID: 'bench',
-      WINDOW_SIZE_MS: String(WINDOW_MS),
-      WINDOW_GRACE_MS: String(GRACE_MS),
-      // stream time moves with input only, as in Kafka Streams: a backlog of old events must not have its
-      // windows closed on the wall clock when its partition stalls for a few seconds on a loaded machine
-      WINDOW_IDLE_CLOSE_MS: '0',
-    })
-    try {
-      record('pagestream', role, await Promise.race([watching, role.failed]))
-    } finally {
-      await role.stop()
-      await deleteTopics((topic) => topic.startsWith(group))
-    }
+    record('pagestream', role, doneAt)
     return rates.pagestream.processing.at(-1)
   },
   'kafka streams': async (round) => {

@@ -188,3 +188,37 @@ export async function watchWindowCounts (topic, truth, decode, deadlineMs = 240_
 }
 
 export const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)]
+
+/** An R4 window record as watchWindowCounts wants it: its page-window key and count. */
+export function r4Window (message) {
+  const window = JSON.parse(message.value.toString())
+  return { key: `${window.page}@${Date.parse(window.windowStart)}`, count: window.count }
+}
+
+/**
+ * Starts the analytics role on `input` under a fresh group, waits until its R4 output holds every window of
+ * `truth` at its count, stops it and deletes the group's topics. Stream time moves with input only
+ * (WINDOW_IDLE_CLOSE_MS=0), as in Kafka Streams: a backlog of old events must not have its windows closed on
+ * the wall clock when its partition stalls for a few seconds on a loaded machine. Returns the stopped role and
+ * when the output was complete.
+ */
+export async function drainAnalytics (input, group, truth, env = {}) {
+  const output = `${group}-out`
+  await createTopic(output)
+  const watching = watchWindowCounts(output, truth, r4Window)
+  const role = await startRole('analytics', {
+    ANALYTICS_INPUT_TOPIC: input,
+    ANALYTICS_OUTPUT_TOPIC: output,
+    ANALYTICS_GROUP_ID: group,
+    ANALYTICS_INSTANCE_ID: 'bench',
+    WINDOW_IDLE_CLOSE_MS: '0',
+    ...env,
+  })
+  try {
+    const doneAt = await Promise.race([watching, role.failed])
+    return { role, doneAt }
+  } finally {
+    await role.stop()
+    await deleteTopics((topic) => topic.startsWith(group))
+  }
+}
