@@ -154,5 +154,7 @@ k8s-test: build image ## The chart on the single-node cluster: install, helm tes
 	@deploy/local/setup.sh helm >/dev/null
 	@deploy/local/broker.sh jars
 	@test/compose/broker-image.sh >/dev/null
+	@# the cluster's programs are built before tap, so a first build (half an hour here) is not the test's time
+	@deploy/local/k8s/build.sh >/dev/null
 	@PAGESTREAM_K8S_TEST=1 PAGESTREAM_TEST_BROKERS=in-cluster npx tap --disable-coverage --timeout 2700 \
 	  test/k8s/cluster.test.ts
