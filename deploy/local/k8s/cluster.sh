@@ -294,6 +294,10 @@ healthzBindAddress: 127.0.0.1
 readOnlyPort: 0
 serializeImagePulls: false
 maxPods: 60
+# a developer's disk, shared with build caches: percentages of it say nothing about this node, so no disk-pressure
+# eviction or taint and no image garbage collection (as kind configures its nodes)
+evictionHard: {nodefs.available: "0%", nodefs.inodesFree: "0%", imagefs.available: "0%"}
+imageGCHighThresholdPercent: 100
 EOF
   start kubelet "$bin/kubelet" --config "$state/kubelet.yaml" --kubeconfig "$state/kubelet.kubeconfig" \
     --root-dir "$state/kubelet" --node-ip "$(node_ip)" --hostname-override "$node"
