@@ -13,6 +13,10 @@
 #   setup.sh debootstrap  debootstrap, to build the image's bases where no registry answers (base-images.sh)
 #   setup.sh otelcol  an OpenTelemetry Collector (OTLP in; OTLP/HTTP or debug out) built from the Go module proxy
 #                     (deploy/local/otelcol) into the cache folder, for the trace tests; prints its path
+#   setup.sh prebuild every program the tests build from the Go module proxy, in the order the tests need them:
+#                     helm, prometheus, otelcol, the compose plugin, the cluster's (deploy/local/k8s/build.sh).
+#                     CI starts it in the background so later steps' builds overlap earlier steps' tests
+# Every build takes a lock of its own: a second caller (a step while the prebuild is at it) waits for the first.
 set -euo pipefail
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -26,6 +30,15 @@ otelcol_version=v0.165.0
 # the Node of the image (node:24-bookworm-slim; deploy/local/base-images.sh installs the same)
 node_version=${NODE_VERSION:-24.22.3}
 log() { printf 'setup: %s\n' "$*" >&2; }
+
+# lock <name>: holds the build lock of one cached program until this (sub)shell exits; says so when it must wait
+lock() {
+  mkdir -p "$cache"
+  exec {lock_fd}>"$cache/.$1.lock"
+  flock -n "$lock_fd" && return 0
+  log "waiting for another build of $1 to finish"
+  flock "$lock_fd"
+}
 
 # root runs commands as they are; anyone else through sudo, or is told what to run
 as_root() {
@@ -110,6 +123,7 @@ node_runtime() {
 }
 
 helm_bin() {
+  lock helm
   local bin=$cache/bin/helm-$helm_version
   if [ ! -x "$bin" ]; then
     command -v go >/dev/null 2>&1 || { log "Go is needed to install helm $helm_version"; exit 1; }
@@ -125,7 +139,10 @@ helm_bin() {
 
 # prometheus and promtool, built once per version from the Go module proxy in one go (they share most packages).
 # Without the builtinassets tag the web UI is left out; the HTTP API, scraping and rule evaluation are all there.
+# remove_all_sd leaves out the service discoveries (every cloud's SDK, client-go): the tests scrape static targets,
+# and the build takes a fraction of the time.
 prometheus_bins() {
+  lock prometheus
   local dir=$cache/prometheus-$prometheus_version
   if [ ! -x "$dir/prometheus" ] || [ ! -x "$dir/promtool" ]; then
     command -v go >/dev/null 2>&1 || { log "Go is needed to build prometheus $prometheus_version"; exit 1; }
@@ -134,7 +151,7 @@ prometheus_bins() {
     mkdir -p "$cache"
     tmp=$(mktemp -d "$cache/prometheus.XXXXXX")
     chmod 755 "$tmp"
-    (cd "$tmp" && GOBIN=$tmp GOFLAGS=-mod=mod go install \
+    (cd "$tmp" && GOBIN=$tmp GOFLAGS=-mod=mod go install -trimpath -tags remove_all_sd -ldflags "-s -w" \
       "$module/cmd/prometheus@$prometheus_version" "$module/cmd/promtool@$prometheus_version")
     rm -rf "$dir"
     mv "$tmp" "$dir"
@@ -144,6 +161,7 @@ prometheus_bins() {
 
 # The compose v2 CLI plugin, built once per version from the Go module proxy (bookworm only has compose 1.29).
 compose_plugin() {
+  lock compose
   local bin=$cache/bin/docker-compose-$compose_version
   local plugins=${DOCKER_CONFIG:-$HOME/.docker}/cli-plugins
   if [ ! -x "$bin" ]; then
@@ -164,6 +182,7 @@ compose_plugin() {
 # A collector of our own components (deploy/local/otelcol): the upstream otelcorecol module has replace directives
 # `go install` refuses, and the core distribution's prebuilt binaries are not to be had here.
 otelcol_bin() {
+  lock otelcol
   local bin=$cache/otelcol-$otelcol_version/otelcol
   if [ ! -x "$bin" ]; then
     command -v go >/dev/null 2>&1 || { log "Go is needed to build the OpenTelemetry Collector $otelcol_version"; exit 1; }
@@ -198,6 +217,15 @@ docker_engine() {
   docker info >/dev/null 2>&1 || start_dockerd
 }
 
+# each in a subshell of its own, so its lock is let go when it is built
+prebuild() {
+  (helm_bin) >/dev/null; log "prebuild: helm ready at ${SECONDS}s"
+  (prometheus_bins) >/dev/null; log "prebuild: prometheus ready at ${SECONDS}s"
+  (otelcol_bin) >/dev/null; log "prebuild: otelcol ready at ${SECONDS}s"
+  (compose_plugin); log "prebuild: docker compose ready at ${SECONDS}s"
+  "$root/deploy/local/k8s/build.sh" >/dev/null; log "prebuild: the cluster's programs ready at ${SECONDS}s"
+}
+
 case ${1:-} in
   system) shift; system "$@" ;;
   node) node_deps ;;
@@ -208,5 +236,7 @@ case ${1:-} in
   docker) docker_engine ;;
   debootstrap) command -v debootstrap >/dev/null 2>&1 || apt_install debootstrap ;;
   otelcol) otelcol_bin ;;
-  *) echo "usage: $0 <system [--test]|node|runtime|node-version|helm|prometheus|docker|debootstrap|otelcol>" >&2; exit 2 ;;
+  prebuild) prebuild ;;
+  *) echo "usage: $0 <system [--test]|node|runtime|node-version|helm|prometheus|docker|debootstrap|otelcol|prebuild>" >&2
+     exit 2 ;;
 esac

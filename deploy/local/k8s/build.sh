@@ -14,6 +14,10 @@ store=$cache/k8s
 log() { printf 'k8s build: %s\n' "$*" >&2; }
 
 command -v go >/dev/null 2>&1 || { log "Go is needed to build the cluster's programs"; exit 1; }
+# one build at a time (CI's background prebuild and a step that needs the programs): the second waits
+mkdir -p "$store"
+exec {lock_fd}>"$store/.build.lock"
+if ! flock -n "$lock_fd"; then log "waiting for another build to finish"; flock "$lock_fd"; fi
 export GOFLAGS=-mod=mod CGO_ENABLED=0
 
 # go_module <work dir> <module path> <version>: a module of our own that requires the named one
