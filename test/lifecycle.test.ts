@@ -2,6 +2,7 @@ import { execFile } from 'node:child_process'
 import { Agent, request as httpRequest } from 'node:http'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import { promisify } from 'node:util'
 import t, { type Test } from 'tap'
 import {
@@ -135,21 +136,25 @@ t.test('SIGTERM under load: keep-alive clients get answers or 503 + Connection: 
   let stopping = false
   const afterSignal: Outcome[] = []
   const served = new Set<number>()
-  // each client keeps one keep-alive connection busy, as a load balancer or a busy SDK does
-  const clients = Array.from({ length: 24 }, async (_, i) => {
+  // each client keeps one keep-alive connection: 24 busy, as a load balancer or a busy SDK does, and 8 that pause
+  // 50 ms between requests, so that requests also arrive on open connections after the drain began (not only
+  // requests under way when it did, which get their 200 with `Connection: close`): those must get the 503
+  const clients = Array.from({ length: 32 }, async (_, i) => {
     const agent = new Agent({ keepAlive: true, maxSockets: 1 })
+    const pauseMs = i < 24 ? 0 : 50
     try {
       for (;;) {
         const outcome = await post(agent, url, body)
         if (outcome.status === 200) served.add(i)
         if (stopping) afterSignal.push(outcome)
         if (outcome.error !== '') return
+        if (pauseMs > 0) await sleep(pauseMs)
       }
     } finally {
       agent.destroy()
     }
   })
-  await waitFor('every client to have been served on its connection', () => served.size === 24, 30_000)
+  await waitFor('every client to have been served on its connection', () => served.size === 32, 30_000)
   stopping = true
   t.equal(await producer.stop('SIGTERM'), 0, 'exit code 0')
   await Promise.all(clients)
