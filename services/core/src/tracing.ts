@@ -220,12 +220,17 @@ function created (on: Sdk, processing: Processing, topic: string, record: Outgoi
   return { ...record, headers: withContext(on, api.trace.setSpan(parent, span), record.headers) }
 }
 
-/** The trace headers of a consumed record, for a record written on its behalf (none: an empty object). */
-export function carriedTrace (message: KafkaMessage): Record<string, string> {
-  const carried: Record<string, string> = {}
+/**
+ * The trace headers of a consumed record, for a record written on its behalf; undefined when it carries none
+ * (tracing off upstream), so the per-record path allocates nothing then.
+ */
+export function carriedTrace (message: KafkaMessage): Record<string, string> | undefined {
+  const headers = message.headers
+  if (headers === undefined) return undefined
+  let carried: Record<string, string> | undefined
   for (const name of TRACE_HEADERS) {
-    const value = message.headers === undefined ? undefined : headerText(message.headers, name)
-    if (value !== undefined) carried[name] = value
+    const value = headerText(headers, name)
+    if (value !== undefined) (carried ??= {})[name] = value
   }
   return carried
 }

@@ -53,7 +53,8 @@ export function transformBatch (
       const transformed = checkDerivedPageEvent(transformPageEvent(decodePageEvent(message.value)))
       const output = pageEventMessage(transformed, traceId(source))
       // the input's trace goes on to R3 (the stream task turns it into a child of this record's processing)
-      outputs.push({ ...output, headers: { ...output.headers, ...carriedTrace(message) } })
+      const carried = carriedTrace(message)
+      outputs.push(carried === undefined ? output : { ...output, headers: { ...output.headers, ...carried } })
     } catch (err) {
       if (!(err instanceof InvalidPageEventError)) throw err
       deadLetters.push(deadLetterMessage(source, err, writer))
